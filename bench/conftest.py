@@ -1,0 +1,28 @@
+"""Bench options: `--short` (CI mode: cnn7 only, batch 64, 64x64, 3 rounds) and a
+deliberate slow-down (`DFJAX_BENCH_SLOWDOWN=k` runs every timed call k times) used
+to check that `dfjax bench compare` flags a regression."""
+
+import os
+
+import pytest
+
+
+def pytest_addoption(parser):
+    parser.addoption("--short", action="store_true", help="the quick CI subset")
+
+
+@pytest.fixture(scope="session")
+def short(request) -> bool:
+    return bool(request.config.getoption("--short") or os.environ.get("DFJAX_BENCH_SHORT"))
+
+
+@pytest.fixture(scope="session")
+def slowdown() -> int:
+    return int(os.environ.get("DFJAX_BENCH_SLOWDOWN", "1"))
+
+
+@pytest.fixture(scope="session")
+def calibration():
+    from dfjax.benchmarks import calibration_seconds
+
+    return calibration_seconds()

@@ -1,0 +1,126 @@
+"""Attacks by name. `ATTACKS.get(name).bind(spec)` -> attack(logits_fn, x, y, key, eps).
+
+Each attack is a pure function `attack(logits_fn, x, y, key, *, eps, ...)`; its
+registry entry names the norms it supports, its static options (with defaults)
+and how traced hyperparameters (e.g. the step size) follow from eps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import functools
+
+from dfjax.attacks._checks import check_budget, check_steps
+from dfjax.attacks._losses import cross_entropy, margin, true_class_probability
+from dfjax.attacks._projections import NORMS, changed_pixels, perturbation_norms, project
+from dfjax.attacks.apgd import apgd
+from dfjax.attacks.auto import PRESETS, auto, black_box_beats_white_box, member_specs
+from dfjax.attacks.cw import cw_l2
+from dfjax.attacks.fgsm import fgsm
+from dfjax.attacks.noise import noise
+from dfjax.attacks.one_pixel import one_pixel
+from dfjax.attacks.pgd import pgd
+from dfjax.attacks.square import square
+from dfjax.config import AttackSpec
+from dfjax.registry import Registry
+
+
+@dataclasses.dataclass(frozen=True)
+class AttackEntry:
+    """How the runner calls an attack.
+
+    fn: the pure attack. norms: the norms it supports. options: its static options
+    and their defaults. derive: traced keyword arguments computed from (eps, options),
+    e.g. PGD's step size 2.5 * eps / num_steps (Madry et al.).
+    traces: fn takes a static `return_trace` and then returns (x_adv, trace [t, b]) of
+    the true-class probability after each step. minimal_norm: fn takes a static
+    `return_distance` and then returns (x_adv, distance to flip [b], inf if none).
+    members: for an ensemble, (spec, options) -> the member AttackSpecs the runner
+    runs one after another on the points still robust.
+    """
+
+    fn: Callable
+    norms: tuple[str, ...] = NORMS
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    derive: Callable[[Any, Mapping[str, Any]], dict] | None = None
+    traces: bool = False
+    minimal_norm: bool = False
+    members: Callable[[AttackSpec, Mapping[str, Any]], list[AttackSpec]] | None = None
+
+    def resolve_options(self, spec: AttackSpec) -> dict[str, Any]:
+        """Defaults overridden by spec.options; unknown options and norms are rejected."""
+        unknown = set(dict(spec.options)) - set(self.options)
+        if unknown:
+            raise ValueError(
+                f"attack {spec.name!r} has no option(s) {sorted(unknown)}; "
+                f"its options: {sorted(self.options) or 'none'}"
+            )
+        if spec.norm not in self.norms:
+            raise ValueError(f"attack {spec.name!r} supports norms {self.norms}, not {spec.norm!r}")
+        check_budget(spec.eps, spec.norm)
+        options = {**self.options, **dict(spec.options)}
+        for name in COUNT_OPTIONS & set(options):
+            check_steps(options[name], name)
+        return options
+
+    def bind(self, spec: AttackSpec, **extra_static) -> Callable:
+        """attack(logits_fn, x, y, key, eps) with the spec's static options fixed.
+
+        extra_static: further static keywords, e.g. return_trace=True (if `traces`)."""
+        options = self.resolve_options(spec)
+        static = {k: v for k, v in options.items() if not k.startswith("rel_")} | extra_static
+
+        def attack(logits_fn, x, y, key, eps):
+            traced = self.derive(eps, options) if self.derive else {}
+            return self.fn(logits_fn, x, y, key, eps=eps, norm=spec.norm, **static, **traced)
+
+        return attack
+
+
+# Static loop counts: each must be an int >= 1 (checked before anything compiles).
+COUNT_OPTIONS = frozenset({"num_steps", "num_restarts", "num_queries", "num_pixels",
+                           "iterations", "binary_search_steps"})
+
+
+def _pgd_step_size(eps, o):
+    return {"step_size": eps * o["rel_step_size"] / o["num_steps"]}
+
+
+_PGD_OPTIONS = {"num_steps": 10, "loss": "ce", "rand_init": True, "num_restarts": 1,
+                "rel_step_size": 2.5}
+_APGD_OPTIONS = {"num_steps": 20, "num_restarts": 1, "rand_init": True}
+
+ATTACKS: Registry = Registry("attack")
+
+ATTACKS.register("noise", AttackEntry(noise, options={"distribution": "sign"}))
+ATTACKS.register("fgsm", AttackEntry(fgsm, options={"loss": "ce"}))
+ATTACKS.register("pgd", AttackEntry(pgd, options=_PGD_OPTIONS, derive=_pgd_step_size,
+                                    traces=True))
+ATTACKS.register("pgd_targeted", AttackEntry(
+    pgd, options=_PGD_OPTIONS | {"targeted": True, "target_class": 0}, derive=_pgd_step_size,
+    traces=True))
+ATTACKS.register("apgd_ce", AttackEntry(functools.partial(apgd, loss="ce"),
+                                        options=_APGD_OPTIONS, traces=True))
+ATTACKS.register("apgd_margin", AttackEntry(functools.partial(apgd, loss="margin"),
+                                            options=_APGD_OPTIONS, traces=True))
+ATTACKS.register("square", AttackEntry(square, norms=("linf",),
+                                       options={"num_queries": 200, "p_init": 0.05},
+                                       traces=True))
+ATTACKS.register("one_pixel", AttackEntry(
+    one_pixel, norms=("l0",), options={"num_pixels": 1, "population": 32, "iterations": 16}))
+ATTACKS.register("cw_l2", AttackEntry(
+    cw_l2, norms=("l2",), minimal_norm=True,
+    options={"num_steps": 50, "binary_search_steps": 5, "learning_rate": 0.01,
+             "initial_const": 0.1, "kappa": 0.0}))
+ATTACKS.register("auto", AttackEntry(
+    auto, options={"preset": "v1", "num_steps": 20, "num_queries": 200},
+    members=member_specs))
+
+__all__ = [
+    "ATTACKS", "AttackEntry", "PRESETS", "apgd", "auto", "black_box_beats_white_box",
+    "changed_pixels", "cw_l2", "fgsm", "noise", "one_pixel", "pgd", "project",
+    "perturbation_norms", "square", "cross_entropy", "margin", "true_class_probability",
+]

@@ -1,0 +1,120 @@
+"""Timing records and regression checks for `bench/` (pytest-benchmark JSON files).
+
+Every bench run also times a calibration kernel (a 2048x2048 float32 matmul) in the
+same process; each figure is stored both raw and as a ratio to it, so runs on
+different machines compare. `compare(base, new)` flags any figure whose normalised
+median got worse by more than a threshold, and any tracked metric (e.g. robust
+accuracy of the smoke matrix) that changed at all: the suite is deterministic.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+CALIBRATION_SIZE = 2048
+
+
+def calibration_seconds(*, rounds: int = 7, size: int = CALIBRATION_SIZE) -> dict[str, float]:
+    """Median/min/max seconds of a size x size float32 matmul (jitted), and its GFLOP/s."""
+    import jax
+    import jax.numpy as jnp
+
+    a = jax.random.normal(jax.random.key(0), (size, size), jnp.float32)
+    matmul = jax.jit(lambda a: a @ a)
+    matmul(a).block_until_ready()
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        matmul(a).block_until_ready()
+        times.append(time.perf_counter() - start)
+    median = float(np.median(times))
+    return {"median": median, "min": float(min(times)), "max": float(max(times)),
+            "gflops": 2 * size**3 / median / 1e9}
+
+
+@dataclasses.dataclass(frozen=True)
+class Figure:
+    """One benchmark figure: its name, raw median seconds and machine-normalised median."""
+
+    name: str
+    median: float
+    normalised: float | None
+    tracked: dict[str, float]
+
+
+def load_figures(path: Path) -> dict[str, Figure]:
+    """Figures of a pytest-benchmark JSON file, keyed by benchmark name."""
+    data = json.loads(Path(path).read_text())
+    figures = {}
+    for bench in data["benchmarks"]:
+        extra = bench.get("extra_info", {})
+        median = float(bench["stats"]["median"])
+        calibration = extra.get("calibration_median_s")
+        tracked = {k[len("track_"):]: float(v) for k, v in extra.items()
+                   if k.startswith("track_")}
+        figures[bench["name"]] = Figure(bench["name"], median,
+                                        median / calibration if calibration else None, tracked)
+    return figures
+
+
+@dataclasses.dataclass(frozen=True)
+class Change:
+    name: str
+    what: str
+    base: float
+    new: float
+
+    @property
+    def ratio(self) -> float:
+        return self.new / self.base if self.base else float("inf")
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.what} {self.base:.6g} -> {self.new:.6g} (x{self.ratio:.2f})"
+
+
+def compare(base: Path, new: Path, *, threshold: float = 0.25) -> tuple[list[Change], list[str]]:
+    """(regressions, notes): a figure regresses when its normalised median (raw when
+    either run lacks a calibration) grew by more than `threshold`; a tracked metric
+    regresses when it changed at all. Figures in only one file are noted."""
+    a, b = load_figures(base), load_figures(new)
+    regressions, notes = [], []
+    for name in sorted(set(a) | set(b)):
+        if name not in a or name not in b:
+            notes.append(f"{name}: only in {'base' if name in a else 'new'}")
+            continue
+        fa, fb = a[name], b[name]
+        use_norm = fa.normalised is not None and fb.normalised is not None
+        base_value = fa.normalised if use_norm else fa.median
+        new_value = fb.normalised if use_norm else fb.median
+        what = "normalised median" if use_norm else "median seconds"
+        if new_value > base_value * (1 + threshold):
+            regressions.append(Change(name, what, base_value, new_value))
+        for key in sorted(set(fa.tracked) & set(fb.tracked)):
+            if not np.isclose(fa.tracked[key], fb.tracked[key], rtol=0, atol=1e-9):
+                regressions.append(Change(name, f"tracked {key}", fa.tracked[key],
+                                          fb.tracked[key]))
+    return regressions, notes
+
+
+def summary_table(path: Path) -> str:
+    """A Markdown table of one bench JSON: name, median s, normalised, extra figures."""
+    data = json.loads(Path(path).read_text())
+    lines = ["| benchmark | median s | min s | max s | x calibration | img/s | "
+             "% GEMM rate | compile s |", "|---|---|---|---|---|---|---|---|"]
+    for bench in data["benchmarks"]:
+        s, e = bench["stats"], bench.get("extra_info", {})
+        cal = e.get("calibration_median_s")
+
+        def f(v: Any, digits: int = 3) -> str:
+            return "–" if v is None else f"{v:.{digits}g}"
+
+        lines.append(f"| {bench['name']} | {f(s['median'])} | {f(s['min'])} | {f(s['max'])} | "
+                     f"{f(s['median'] / cal if cal else None)} | {f(e.get('images_per_second'))} "
+                     f"| {f(e.get('percent_of_gemm_rate'))} | {f(e.get('compile_seconds'))} |")
+    return "\n".join(lines) + "\n"

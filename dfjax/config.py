@@ -1,0 +1,187 @@
+"""Frozen, keyword-only specs for every axis of the matrix, and the matrix itself.
+
+Every spec has a canonical JSON form; a cell's id is built from it, so the same
+cell always has the same id (and key, and store row) across runs and machines.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+Options = tuple[tuple[str, Any], ...]
+
+
+def freeze_options(options: Mapping[str, Any] | Options | None) -> Options:
+    """A sorted tuple of (name, value) pairs: hashable, order-independent."""
+    if options is None:
+        return ()
+    items = options.items() if isinstance(options, Mapping) else options
+    frozen = []
+    for name, value in items:
+        if isinstance(value, list):
+            value = tuple(value)
+        frozen.append((str(name), value))
+    return tuple(sorted(frozen))
+
+
+class _Spec:
+    """Mixin: canonical JSON, short hash, and option lookup."""
+
+    options: Options
+
+    def __post_init__(self):
+        object.__setattr__(self, "options", freeze_options(self.options))
+
+    def option(self, name: str, default: Any = None) -> Any:
+        return dict(self.options).get(name, default)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["options"] = {k: v for k, v in self.options}
+        return out
+
+    def canonical(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), default=str)
+
+    def digest(self, length: int = 12) -> str:
+        return hashlib.sha256(self.canonical().encode()).hexdigest()[:length]
+
+    def label(self) -> str:
+        """The short name shown in tables: the name, plus options when there are any."""
+        name = getattr(self, "name", None) or getattr(self, "recipe")
+        if not self.options:
+            return name
+        return name + "[" + ",".join(f"{k}={v}" for k, v in self.options) + "]"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DatasetSpec(_Spec):
+    """Which data: `name` in DATASETS; `image_size` square side in pixels; `num_examples`
+    caps the total (synthetic sets generate exactly this many); `seed` fixes generation."""
+
+    name: str
+    image_size: int = 64
+    num_examples: int = 10_000
+    seed: int = 0
+    options: Options = ()
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ModelSpec(_Spec):
+    """Which detector architecture: `name` in MODELS; `num_logits` 2 (softmax) or 1 (sigmoid)."""
+
+    name: str
+    num_logits: int = 2
+    options: Options = ()
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TrainSpec(_Spec):
+    """How the detector is trained: `recipe` in RECIPES, optax Adam hyperparameters."""
+
+    recipe: str = "standard"
+    epochs: int = 8
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    seed: int = 0
+    options: Options = ()
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DefenceSpec(_Spec):
+    """Inference-time defence: `name` in DEFENCES (`none` = the bare detector)."""
+
+    name: str = "none"
+    options: Options = ()
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class AttackSpec(_Spec):
+    """One attack at one budget: `eps` in pixel units ([0, 1] scale) in norm `norm`.
+
+    The paper's "delta" is eps in 1/255 units: delta = 8 <=> eps = 8/255.
+    `options` holds the attack's static hyperparameters (e.g. num_steps).
+    """
+
+    name: str
+    norm: str = "linf"
+    eps: float = 0.0
+    options: Options = ()
+
+    @property
+    def delta(self) -> float:
+        return self.eps * 255.0
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Cell:
+    """One point of the matrix; every result row belongs to exactly one cell."""
+
+    dataset: DatasetSpec
+    model: ModelSpec
+    training: TrainSpec
+    defence: DefenceSpec
+    attack: AttackSpec
+    n_eval: int
+    seed: int
+
+    @property
+    def detector_id(self) -> str:
+        """Content hash of what is trained once and shared by many cells."""
+        text = "|".join(s.canonical() for s in (self.dataset, self.model, self.training))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    @property
+    def cell_id(self) -> str:
+        parts = [self.dataset, self.model, self.training, self.defence, self.attack]
+        text = "|".join(s.canonical() for s in parts) + f"|n={self.n_eval}|seed={self.seed}"
+        return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dataset": self.dataset.to_dict(),
+            "model": self.model.to_dict(),
+            "training": self.training.to_dict(),
+            "defence": self.defence.to_dict(),
+            "attack": self.attack.to_dict(),
+            "n_eval": self.n_eval,
+            "seed": self.seed,
+        }
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class AttackSweep:
+    """An attack crossed with every budget of the matrix (`eps_values` overrides it)."""
+
+    name: str
+    norm: str = "linf"
+    options: Options = ()
+    eps_values: tuple[float, ...] | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "options", freeze_options(self.options))
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class MatrixConfig:
+    """A named matrix: datasets x models x trainings x defences x attacks x eps."""
+
+    name: str
+    datasets: tuple[DatasetSpec, ...]
+    models: tuple[ModelSpec, ...]
+    trainings: tuple[TrainSpec, ...] = (TrainSpec(),)
+    defences: tuple[DefenceSpec, ...] = (DefenceSpec(),)
+    attacks: tuple[AttackSweep, ...] = ()
+    eps_values: tuple[float, ...] = (0.0,)
+    n_eval: int = 512
+    eval_batch_size: int = 128
+    seed: int = 0
+
+
+def delta_to_eps(*deltas: float) -> tuple[float, ...]:
+    """The paper's delta (1/255 pixel units) -> eps on the [0, 1] scale."""
+    return tuple(d / 255.0 for d in deltas)

@@ -1,0 +1,68 @@
+"""Manually downloaded datasets (the TFDS `manual_dir` convention) and what to say when
+one is missing.
+
+The user downloads a dataset (e.g. from Kaggle), unpacks it, and points
+`dfjax data prepare NAME --manual-dir DIR` (or `load_dataset(..., manual_dir=DIR)`)
+at it. Without `--manual-dir`, `<data_dir>/manual/<name>` is looked at. When the
+folder is missing, empty, or laid out otherwise, the error names the download page
+and draws the layout expected.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dfjax.config import DatasetSpec
+from dfjax.data._tfds import ArrayBuilder
+
+
+def missing_data_error(name: str, *, reason: str, homepage: str, layout: str,
+                       manual_dir: Path | None) -> FileNotFoundError:
+    """A FileNotFoundError telling the user what to download, where, and how to lay it out."""
+    where = f" (looked in {manual_dir})" if manual_dir is not None else ""
+    return FileNotFoundError(
+        f"{name}: {reason}{where}.\n"
+        f"Download it from {homepage}, unpack it, and run\n"
+        f"  dfjax data prepare {name} --manual-dir DIR\n"
+        f"where DIR has this layout:\n{layout}")
+
+
+class ManualBuilder(ArrayBuilder, skip_registration=True):
+    """An ArrayBuilder reading a user's download. Subclasses set `layout` (text drawing
+    of the expected tree) and implement `check_layout()` (raise `self.missing(reason)`
+    or ValueError for a layout that cannot be read)."""
+
+    layout: str = ""
+
+    def __init__(self, *, spec: DatasetSpec, data_dir: Path, manual_dir: Path | None = None):
+        self.root_data_dir = Path(data_dir)
+        if manual_dir is None:
+            manual_dir = self.root_data_dir / "manual" / spec.name
+        super().__init__(spec=spec, data_dir=data_dir, manual_dir=manual_dir)
+
+    def missing(self, reason: str) -> FileNotFoundError:
+        return missing_data_error(self.spec.name, reason=reason, homepage=self.homepage,
+                                  layout=self.layout, manual_dir=self.manual_path)
+
+    def before_generate(self) -> None:
+        path = self.manual_path
+        if path is None or not path.is_dir():
+            raise self.missing("the manual download folder does not exist")
+        if not any(path.iterdir()):
+            raise self.missing("the manual download folder is empty")
+        self.check_layout()
+
+    def check_layout(self) -> None:
+        """Hook: raise when the manual dir does not hold the expected layout."""
+
+    def _examples(self, split: str):
+        """As ArrayBuilder's, but a split left without examples (TFDS cannot write one)
+        is a clear error naming what was skipped."""
+        count = 0
+        for item in super()._examples(split):
+            count += 1
+            yield item
+        if count == 0:
+            raise ValueError(
+                f"{self.spec.name}: the {split} split has no usable examples in "
+                f"{self.manual_path}; skipped: {self.report.get(split, {}).get('skipped', {})}")

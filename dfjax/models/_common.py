@@ -1,0 +1,45 @@
+"""Pieces every detector shares: in-model normalisation and the logits closure."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from dfjax.types import Images, Logits
+
+
+class Normalize(nn.Module):
+    """(x - mean) / std inside the model, so attack budgets stay in [0, 1] pixel space."""
+
+    mean: float | tuple[float, ...] = 0.5
+    std: float | tuple[float, ...] = 0.25
+
+    def __call__(self, x: Images) -> Images:
+        shape = (1,) * (x.ndim - 1) + (-1,)  # per-channel tuples broadcast over [b, h, w, c]
+        mean = jnp.asarray(self.mean, x.dtype).reshape(shape)
+        std = jnp.asarray(self.std, x.dtype).reshape(shape)
+        return (x - mean) / std
+
+
+def max_pool_2x2(x: jnp.ndarray) -> jnp.ndarray:
+    """2x2 max pooling, stride 2, as a reshape + max (cheaper than reduce_window,
+    forward and backward, on XLA:CPU). Odd trailing rows/columns are dropped."""
+    b, h, w, c = x.shape
+    x = x[:, : h - h % 2, : w - w % 2, :]
+    return x.reshape(b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+
+
+def make_logits_fn(model: nn.Module, variables: Any) -> Callable[[Images], Logits]:
+    """Close over the weights: x float32 [b, h, w, c] in [0, 1] -> logits [b, k].
+
+    BatchNorm (where a model has it) runs in eval mode, so each logit depends only
+    on its own input -- never on the rest of the batch.
+    """
+
+    def logits_fn(x: Images) -> Logits:
+        return model.apply(variables, x, train=False)
+
+    return logits_fn

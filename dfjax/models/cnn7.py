@@ -1,0 +1,33 @@
+"""The paper's custom 7-layer CNN (Dhese et al., Fig. 1): 3 conv + 3 dense + classifier."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+
+from dfjax.models._common import Normalize, max_pool_2x2
+from dfjax.types import Images, Logits
+
+
+class CNN7(nn.Module):
+    """x float32 [b, h, w, 3] in [0, 1] -> logits [b, num_logits].
+
+    Three 3x3 conv layers (ReLU, 2x2 max pool each), three dense layers and the
+    classification layer, as in the paper's Fig. 1. `num_logits` = 2 (softmax) or
+    1 (a single sigmoid logit for "fake"). Widths are configurable for tiny variants.
+    """
+
+    num_logits: int = 2
+    conv_features: tuple[int, ...] = (16, 32, 64)
+    dense_features: tuple[int, ...] = (256, 128, 64)
+
+    @nn.compact
+    def __call__(self, x: Images, train: bool = False) -> Logits:
+        del train  # no dropout or BatchNorm: the same in training and under attack
+        x = Normalize()(x)
+        for features in self.conv_features:
+            x = nn.relu(nn.Conv(features, (3, 3), padding="SAME")(x))
+            x = max_pool_2x2(x)
+        x = x.reshape(x.shape[0], -1)
+        for features in self.dense_features:
+            x = nn.relu(nn.Dense(features)(x))
+        return nn.Dense(self.num_logits)(x)

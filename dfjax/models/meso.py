@@ -1,0 +1,104 @@
+"""MesoNet detectors (Afchar et al. 2018, "MesoNet: a Compact Facial Video Forgery
+Detection Network", arXiv:1809.00888): Meso-4 and MesoInception-4."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from dfjax.models._common import Normalize, max_pool_2x2
+from dfjax.types import Images, Logits
+
+
+def _batch_norm(train: bool) -> nn.BatchNorm:
+    return nn.BatchNorm(use_running_average=not train, momentum=0.9)
+
+
+def _pool(x: jnp.ndarray, size: int) -> jnp.ndarray:
+    """size x size max pool (size a power of 2) as repeated 2x2 reshape+max pools."""
+    while size > 1:
+        x = max_pool_2x2(x)
+        size //= 2
+    return x
+
+
+class _MesoHead(nn.Module):
+    """Flatten, dropout 0.5, dense 16 + LeakyReLU(0.1), dropout 0.5, classifier."""
+
+    num_logits: int
+    hidden: int = 16
+
+    @nn.compact
+    def __call__(self, x, train: bool):
+        x = x.reshape(x.shape[0], -1)
+        x = nn.Dropout(0.5, deterministic=not train)(x)
+        x = nn.leaky_relu(nn.Dense(self.hidden)(x), 0.1)
+        x = nn.Dropout(0.5, deterministic=not train)(x)
+        return nn.Dense(self.num_logits)(x)
+
+
+class Meso4(nn.Module):
+    """Meso-4: x float32 [b, h, w, 3] in [0, 1] -> logits [b, num_logits].
+
+    Four conv blocks (3x3/8, 5x5/8, 5x5/16, 5x5/16; ReLU, BatchNorm; max pools 2, 2,
+    2, 4), then dropout-dense(16)-dropout-classifier (Afchar et al., Fig. 4). h and w
+    must be divisible by 32 (64x64 -> 2x2 features; 32x32 -> 1x1).
+    """
+
+    num_logits: int = 2
+    features: tuple[int, int, int, int] = (8, 8, 16, 16)
+    hidden: int = 16
+
+    @nn.compact
+    def __call__(self, x: Images, train: bool = False) -> Logits:
+        x = Normalize()(x)
+        for features, kernel, pool in zip(self.features, (3, 5, 5, 5), (2, 2, 2, 4)):
+            x = nn.relu(nn.Conv(features, (kernel, kernel), padding="SAME")(x))
+            x = _pool(_batch_norm(train)(x), pool)
+        return _MesoHead(self.num_logits, self.hidden)(x, train)
+
+
+class InceptionLayer(nn.Module):
+    """MesoInception module: 1x1 (a), 1x1-3x3 (b), 1x1-3x3 dilated 2 (c), 1x1-3x3
+    dilated 3 (d) branches, ReLU, concatenated along channels (a + b + c + d)."""
+
+    a: int
+    b: int
+    c: int
+    d: int
+
+    @nn.compact
+    def __call__(self, x):
+        def conv(f, k, dilation=1):
+            return lambda z: nn.relu(nn.Conv(f, (k, k), padding="SAME",
+                                             kernel_dilation=dilation)(z))
+
+        x1 = conv(self.a, 1)(x)
+        x2 = conv(self.b, 3)(conv(self.b, 1)(x))
+        x3 = conv(self.c, 3, 2)(conv(self.c, 1)(x))
+        x4 = conv(self.d, 3, 3)(conv(self.d, 1)(x))
+        return jnp.concatenate([x1, x2, x3, x4], axis=-1)
+
+
+class MesoInception4(nn.Module):
+    """MesoInception-4: x float32 [b, h, w, 3] in [0, 1] -> logits [b, num_logits].
+
+    Two inception layers (1,4,4,2) and (2,4,4,2), each with BatchNorm and 2x2 max
+    pool, then Meso-4's last two conv blocks (5x5/16, pools 2 and 4) and head
+    (Afchar et al., Fig. 5). h and w must be divisible by 32.
+    """
+
+    num_logits: int = 2
+    inception: tuple[tuple[int, int, int, int], ...] = ((1, 4, 4, 2), (2, 4, 4, 2))
+    features: tuple[int, int] = (16, 16)
+    hidden: int = 16
+
+    @nn.compact
+    def __call__(self, x: Images, train: bool = False) -> Logits:
+        x = Normalize()(x)
+        for widths in self.inception:
+            x = max_pool_2x2(_batch_norm(train)(InceptionLayer(*widths)(x)))
+        for features, pool in zip(self.features, (2, 4)):
+            x = nn.relu(nn.Conv(features, (5, 5), padding="SAME")(x))
+            x = _pool(_batch_norm(train)(x), pool)
+        return _MesoHead(self.num_logits, self.hidden)(x, train)

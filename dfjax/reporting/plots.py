@@ -1,0 +1,38 @@
+"""Plots derived from the store: robust accuracy and true-class probability against delta."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+
+def plot_robustness_curves(rows: list[dict[str, Any]], out: Path) -> list[Path]:
+    """One PNG per dataset x model x training x defence: two panels against delta."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups: dict[tuple, list] = defaultdict(list)
+    for r in rows:
+        if r["status"] == "ok":
+            groups[(r["dataset"], r["model"], r["training"], r["defence"])].append(r)
+    written = []
+    for key, group in sorted(groups.items()):
+        fig, (ax_acc, ax_tcp) = plt.subplots(1, 2, figsize=(9, 3.5))
+        for attack in dict.fromkeys(r["attack"] for r in group):
+            pts = sorted((r["delta"], r["robust_accuracy"], r["adv_true_class_probability_mean"])
+                         for r in group if r["attack"] == attack)
+            ax_acc.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=attack)
+            ax_tcp.plot([p[0] for p in pts], [p[2] for p in pts], marker="o", label=attack)
+        ax_acc.set(xlabel="delta (1/255)", ylabel="robust accuracy", ylim=(0, 1))
+        ax_tcp.set(xlabel="delta (1/255)", ylabel="mean true-class probability", ylim=(0, 1))
+        ax_acc.legend()
+        fig.suptitle(" x ".join(key))
+        fig.tight_layout()
+        path = out / ("curves_" + "_".join(k.replace("/", "-") for k in key) + ".png")
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
+        written.append(path)
+    return written

@@ -1,0 +1,15 @@
+"""Training: recipes by name, the optax loop, and the content-hash checkpoint cache."""
+
+from dfjax.training.checkpoints import (
+    CorruptCheckpointError,
+    default_checkpoint_dir,
+    load_checkpoint,
+    save_checkpoint,
+)
+from dfjax.training.loop import create_variables, evaluate, train_detector
+from dfjax.training.recipes import RECIPES
+
+__all__ = [
+    "RECIPES", "train_detector", "create_variables", "evaluate", "save_checkpoint",
+    "load_checkpoint", "CorruptCheckpointError", "default_checkpoint_dir",
+]

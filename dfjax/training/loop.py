@@ -1,0 +1,131 @@
+"""The optax training loop: deterministic, batched, per-epoch history (the paper's Figs. 2, 5)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from dfjax.attacks._losses import cross_entropy, predicted_class
+from dfjax.config import TrainSpec
+from dfjax.data.base import Split
+from dfjax.training.recipes import RECIPES
+
+
+def create_variables(model: nn.Module, image_shape: tuple[int, ...], key: jax.Array) -> dict:
+    """Initial variables for inputs of shape [h, w, c]."""
+    return dict(model.init(key, jnp.zeros((1, *image_shape), jnp.float32), train=False))
+
+
+def make_train_step(model: nn.Module, spec: TrainSpec, optimizer) -> Callable:
+    loss_fn = RECIPES.get(spec.recipe)(model, spec)
+    custom_value_and_grad = getattr(loss_fn, "value_and_grad", None)  # e.g. DP-SGD
+
+    @jax.jit
+    def train_step(variables, opt_state, images_u8, y, key):
+        x = images_u8.astype(jnp.float32) / 255.0
+        if custom_value_and_grad is not None:
+            (loss, (logits, state)), grads = custom_value_and_grad(
+                variables, variables["params"], x, y, key)
+        else:
+            (loss, (logits, state)), grads = jax.value_and_grad(
+                lambda p: loss_fn(variables, p, x, y, key), has_aux=True)(variables["params"])
+        updates, opt_state = optimizer.update(grads, opt_state, variables["params"])
+        params = optax.apply_updates(variables["params"], updates)
+        correct = jnp.sum(predicted_class(logits) == y)
+        return {**state, "params": params}, opt_state, loss, correct
+
+    return train_step
+
+
+def make_eval_step(model: nn.Module) -> Callable:
+    @jax.jit
+    def eval_step(variables, images_u8, y, mask):
+        logits = model.apply(variables, images_u8.astype(jnp.float32) / 255.0, train=False)
+        loss = jnp.sum(cross_entropy(logits, y) * mask)
+        correct = jnp.sum((predicted_class(logits) == y) * mask)
+        return loss, correct
+
+    return eval_step
+
+
+def padded_batches(n: int, batch_size: int):
+    """(index array of length batch_size, mask) covering 0..n-1; the last batch is
+    padded by repeating index 0, so every batch has one static shape."""
+    for start in range(0, n, batch_size):
+        idx = np.arange(start, min(start + batch_size, n))
+        mask = np.ones(batch_size, np.float32)
+        if len(idx) < batch_size:
+            mask[len(idx):] = 0
+            idx = np.concatenate([idx, np.zeros(batch_size - len(idx), idx.dtype)])
+        yield idx, mask
+
+
+def evaluate(eval_step, variables, split: Split, batch_size: int) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) over a split."""
+    total_loss, total_correct = 0.0, 0.0
+    for idx, mask in padded_batches(len(split), batch_size):
+        loss, correct = eval_step(variables, split.images[idx], split.labels[idx], mask)
+        total_loss += float(loss)
+        total_correct += float(correct)
+    n = max(len(split), 1)
+    return total_loss / n, total_correct / n
+
+
+def train_detector(
+    model: nn.Module, train: Split, validation: Split, spec: TrainSpec, *, key: jax.Array,
+    on_epoch: Callable[[dict], None] | None = None,
+) -> tuple[dict, list[dict[str, Any]]]:
+    """Train with optax Adam; returns (variables, history).
+
+    history has one dict per epoch: train_loss, train_accuracy, val_loss,
+    val_accuracy, seconds (and epsilon for a private recipe). `spec.options`
+    `init_from` = a weights file (see dfjax.models.pretrained) fine-tunes from it. Shuffling uses fold_in(key, epoch): same key, same weights.
+    """
+    if len(train) < spec.batch_size:
+        raise ValueError(f"{len(train)} training examples < batch size {spec.batch_size}")
+    variables = create_variables(model, train.images.shape[1:], jax.random.fold_in(key, 0))
+    if spec.option("init_from"):  # fine-tuning: pretrained body, fresh num_logits head
+        from dfjax.models.pretrained import load_pretrained
+
+        variables = load_pretrained(spec.option("init_from"), variables)
+    privacy_epsilon = getattr(RECIPES.get(spec.recipe)(model, spec), "privacy_epsilon", None)
+    optimizer = optax.adam(spec.learning_rate)
+    opt_state = optimizer.init(variables["params"])
+    train_step = make_train_step(model, spec, optimizer)
+    eval_step = make_eval_step(model)
+    history = []
+    steps_per_epoch = len(train) // spec.batch_size
+    for epoch in range(spec.epochs):
+        start = time.perf_counter()
+        epoch_key = jax.random.fold_in(key, epoch + 1)
+        order = np.asarray(jax.random.permutation(epoch_key, len(train)))
+        loss_sum, correct_sum = jnp.zeros(()), jnp.zeros(())  # on device: no per-step sync
+        for step in range(steps_per_epoch):
+            idx = np.sort(order[step * spec.batch_size:(step + 1) * spec.batch_size])
+            variables, opt_state, loss, correct = train_step(
+                variables, opt_state, train.images[idx], train.labels[idx],
+                jax.random.fold_in(epoch_key, step))
+            loss_sum += loss
+            correct_sum += correct
+        val_loss, val_accuracy = evaluate(eval_step, variables, validation, 256)
+        record = {
+            "epoch": epoch + 1,
+            "train_loss": float(loss_sum) / steps_per_epoch,
+            "train_accuracy": float(correct_sum) / (steps_per_epoch * spec.batch_size),
+            "val_loss": val_loss,
+            "val_accuracy": val_accuracy,
+            "seconds": time.perf_counter() - start,
+        }
+        if privacy_epsilon is not None:  # DP-SGD: (epsilon, delta)-DP spent so far
+            record["epsilon"] = privacy_epsilon((epoch + 1) * steps_per_epoch, len(train))
+        history.append(record)
+        if on_epoch is not None:
+            on_epoch(record)
+    return variables, history

@@ -1,0 +1,40 @@
+"""Shared fixtures. Tests run with rank promotion as an error (STYLE.md: strict tests)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+jax.config.update("jax_numpy_rank_promotion", "raise")
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    """(model, variables, logits_fn) of a randomly initialised cnn7_tiny with 2 logits."""
+    from dfjax.config import ModelSpec
+    from dfjax.models import build_model, make_logits_fn
+
+    model = build_model(ModelSpec(name="cnn7_tiny"))
+    variables = model.init(jax.random.key(0), jnp.zeros((1, 16, 16, 3)))
+    return model, variables, make_logits_fn(model, variables)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_1logit():
+    from dfjax.config import ModelSpec
+    from dfjax.models import build_model, make_logits_fn
+
+    model = build_model(ModelSpec(name="cnn7_tiny", num_logits=1))
+    variables = model.init(jax.random.key(0), jnp.zeros((1, 16, 16, 3)))
+    return model, variables, make_logits_fn(model, variables)
+
+
+@pytest.fixture()
+def batch():
+    """x float32 [8, 16, 16, 3] in [0, 1] (some pixels at the bounds), y int32 [8]."""
+    rng = np.random.default_rng(0)
+    x = rng.random((8, 16, 16, 3), dtype=np.float32)
+    x[0, :4] = 0.0
+    x[1, :4] = 1.0
+    y = np.array([0, 1] * 4, np.int32)
+    return jnp.asarray(x), jnp.asarray(y)

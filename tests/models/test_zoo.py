@@ -1,0 +1,83 @@
+"""The model zoo beyond tests/models/test_models.py: full sizes at 64x64 (shapes
+only, via eval_shape), tiny ones at 64x64, and a few training steps lower the loss."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from dfjax.config import ModelSpec, TrainSpec
+from dfjax.models import MODELS, build_model
+from dfjax.training.recipes import RECIPES
+
+TINY = [n for n in MODELS.names() if n.endswith("_tiny")]
+FULL = [n for n in MODELS.names() if not n.endswith("_tiny")]
+
+
+def test_zoo_has_every_model_and_a_tiny_variant_of_each():
+    for name in ("cnn7", "cnn6", "meso4", "mesoinception4", "xception", "xception_small",
+                 "resnet18", "resnet50", "gan_disc"):
+        assert name in MODELS
+    for name in ("cnn7", "cnn6", "meso4", "mesoinception4", "xception", "resnet18", "resnet50",
+                 "gan_disc"):
+        assert f"{name}_tiny" in MODELS
+
+
+@pytest.mark.parametrize("name", FULL + TINY)
+@pytest.mark.parametrize("num_logits", [1])  # both heads are run for real in test_models.py
+def test_every_model_at_64_shapes(name, num_logits):
+    model = build_model(ModelSpec(name=name, num_logits=num_logits))
+    x = jax.ShapeDtypeStruct((2, 64, 64, 3), jnp.float32)
+    variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), x)
+    out = jax.eval_shape(lambda v, x: model.apply(v, x, train=False), variables, x)
+    assert out.shape == (2, num_logits) and out.dtype == jnp.float32
+
+
+@pytest.mark.parametrize("name", ["meso4_tiny"])
+def test_tiny_models_run_at_64(name):
+    model = build_model(ModelSpec(name=name))
+    x = jnp.full((2, 64, 64, 3), 0.5)
+    variables = jax.jit(lambda x: model.init(jax.random.key(0), x, train=False))(x)
+    logits = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, x)
+    assert logits.shape == (2, 2) and bool(jnp.all(jnp.isfinite(logits)))
+
+
+def test_batchnorm_models_keep_batch_stats_and_eval_mode_is_pure():
+    model = build_model(ModelSpec(name="resnet18_tiny"))
+    x = jnp.asarray(np.random.default_rng(0).random((4, 32, 32, 3), dtype=np.float32))
+    v = model.init(jax.random.key(0), x, train=False)
+    assert "batch_stats" in v
+    _, state = model.apply(v, x, train=True, mutable=["batch_stats"])
+    changed = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), v["batch_stats"],
+                           state["batch_stats"])
+    assert any(jax.tree.leaves(changed))  # train mode updates running statistics
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_tiny_model_few_steps_lower_loss(name):
+    model = build_model(ModelSpec(name=name))
+    rng = np.random.default_rng(0)
+    y = jnp.asarray(np.arange(16) % 2, jnp.int32)
+    x = jnp.asarray(np.clip(rng.random((16, 32, 32, 3)) * 0.6 + 0.4 * y[:, None, None, None],
+                            0, 1).astype(np.float32))
+    variables = dict(model.init(jax.random.key(0), x, train=False))
+    loss_fn = RECIPES.get("standard")(model, TrainSpec())
+    opt = optax.adam(3e-3)
+    opt_state = opt.init(variables["params"])
+    key = jax.random.key(1)  # one dropout key, so losses before/after are comparable
+
+    @jax.jit
+    def step(variables, opt_state):
+        (loss, (_, state)), g = jax.value_and_grad(
+            lambda p: loss_fn(variables, p, x, y, key), has_aux=True)(variables["params"])
+        updates, opt_state = opt.update(g, opt_state, variables["params"])
+        return {**state, "params": optax.apply_updates(variables["params"], updates)}, \
+            opt_state, loss
+
+    losses = []
+    for _ in range(6):
+        variables, opt_state, loss = step(variables, opt_state)
+        losses.append(float(loss))
+    assert np.isfinite(losses).all()
+    assert losses[-1] < losses[0]

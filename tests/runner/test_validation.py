@@ -1,0 +1,59 @@
+"""A bad config fails before anything runs, with a message listing the valid names."""
+
+import dataclasses
+
+import pytest
+
+from dfjax.config import AttackSweep, DatasetSpec, ModelSpec
+from dfjax.configs import get_config
+from dfjax.runner import ConfigError, apply_overrides, expand
+
+
+@pytest.fixture()
+def smoke():
+    return get_config("smoke")
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("datasets", (DatasetSpec(name="faces140"),), "known datasets: .*synthetic_faces"),
+    ("models", (ModelSpec(name="resnet9000"),), "known models: .*cnn7"),
+    ("attacks", (AttackSweep(name="pgdd"),), "known attacks: .*fgsm.*pgd"),
+    ("attacks", (AttackSweep(name="pgd", options={"num_steps": 0}),), "num_steps"),
+    ("attacks", (AttackSweep(name="pgd", norm="l3"),), "supports norms"),
+    ("eps_values", (-0.1,), "eps must be >= 0"),
+    ("eps_values", (3.0,), "linf eps is in \\[0, 1\\]"),
+    ("attacks", (), "non-empty tuple"),
+    ("n_eval", 0, "n_eval"),
+])
+def test_bad_config_rejected_before_running(smoke, field, value, message, monkeypatch):
+    import dfjax.runner.local as local
+
+    monkeypatch.setattr(local, "load_dataset", lambda *a, **k: pytest.fail("data was loaded"))
+    bad = dataclasses.replace(smoke, **{field: value})
+    with pytest.raises(ConfigError, match=message):
+        expand(bad)
+    with pytest.raises(ConfigError):
+        local.run_matrix(bad, store=None)
+
+
+def test_overrides(smoke):
+    cfg = apply_overrides(smoke, ["n_eval=16", "dataset.num_examples=100", "eps_values=0.1"])
+    assert cfg.n_eval == 16 and cfg.datasets[0].num_examples == 100 and cfg.eps_values == (0.1,)
+    with pytest.raises(ConfigError, match="unknown config field 'n_evl'"):
+        apply_overrides(smoke, ["n_evl=3"])
+    with pytest.raises(ConfigError, match="has no field"):
+        apply_overrides(smoke, ["dataset.size=3"])
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        apply_overrides(smoke, ["n_eval"])
+
+
+def test_only_filters_and_rejects_unknown_axis(smoke):
+    cells = expand(smoke, {"attack": ["pgd"]})
+    assert {c.attack.name for c in cells} == {"pgd"} and len(cells) == len(smoke.eps_values)
+    with pytest.raises(ConfigError, match="unknown axis"):
+        expand(smoke, {"atack": ["pgd"]})
+
+
+def test_unknown_config_name():
+    with pytest.raises(ValueError, match="known configs: .*default.*smoke"):
+        get_config("defualt")

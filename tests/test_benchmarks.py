@@ -1,0 +1,60 @@
+"""The bench's short mode writes JSON, and `dfjax bench compare` flags a slowed build."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from dfjax.benchmarks import compare
+from dfjax.cli import main
+
+
+def _bench_json(path, figures):
+    path.write_text(json.dumps({"benchmarks": [
+        {"name": name, "stats": {"median": median, "min": median, "max": median},
+         "extra_info": {"calibration_median_s": cal, **extra}}
+        for name, (median, cal, extra) in figures.items()]}))
+    return path
+
+
+def test_compare_normalises_by_calibration(tmp_path):
+    base = _bench_json(tmp_path / "a.json", {"pgd": (1.0, 0.1, {}), "fwd": (0.2, 0.1, {})})
+    # a machine twice as slow everywhere: no regression
+    slower_machine = _bench_json(tmp_path / "b.json", {"pgd": (2.0, 0.2, {}),
+                                                       "fwd": (0.4, 0.2, {})})
+    assert compare(base, slower_machine) == ([], [])
+    # the same machine, pgd 50% slower: flagged
+    slower_pgd = _bench_json(tmp_path / "c.json", {"pgd": (1.5, 0.1, {}), "fwd": (0.2, 0.1, {})})
+    regressions, _ = compare(base, slower_pgd)
+    assert [r.name for r in regressions] == ["pgd"] and regressions[0].ratio == pytest.approx(1.5)
+
+
+def test_compare_flags_any_change_in_tracked_metrics(tmp_path):
+    base = _bench_json(tmp_path / "a.json", {"smoke": (1.0, 0.1, {"track_pgd": 0.5})})
+    new = _bench_json(tmp_path / "b.json", {"smoke": (1.0, 0.1, {"track_pgd": 0.25})})
+    regressions, _ = compare(base, new)
+    assert len(regressions) == 1 and "tracked pgd" in str(regressions[0])
+    assert main(["bench", "compare", str(base), str(new)]) == 1
+    assert main(["bench", "compare", str(base), str(base)]) == 0
+
+
+@pytest.mark.slow
+def test_short_bench_writes_json_and_slowed_build_is_flagged(tmp_path):
+    def run(out, slowdown):
+        env = {**os.environ, "DFJAX_BENCH_SLOWDOWN": str(slowdown)}
+        subprocess.run([sys.executable, "-m", "dfjax.cli", "bench", "run", "--short", "--out",
+                        str(out), "-k", "forward or calibration"], env=env, check=True,
+                       capture_output=True)
+        return json.loads(out.read_text())
+
+    base = run(tmp_path / "base.json", 1)
+    names = {b["name"] for b in base["benchmarks"]}
+    assert "test_throughput[cnn7-forward-b64]" in names and "test_calibration_matmul" in names
+    forward = next(b for b in base["benchmarks"] if "forward" in b["name"])
+    assert forward["extra_info"]["images_per_second"] > 0
+    assert forward["extra_info"]["flops_per_call"] > 0
+    run(tmp_path / "slow.json", 6)
+    regressions, _ = compare(tmp_path / "base.json", tmp_path / "slow.json")
+    assert any("forward" in r.name for r in regressions)
