@@ -10,6 +10,25 @@ from pathlib import Path
 
 from dfjax.cli import main as dfjax
 
+
+def write_model_table(config_name: str, out: Path) -> None:
+    """results/models.md: the config's models plus the small zoo (resnets and full
+    xception take minutes per batch on a 2-core CPU and are left to `dfjax bench`)."""
+    import time
+
+    from dfjax.configs import get_config
+    from dfjax.reporting.model_table import model_table_markdown
+
+    start = time.perf_counter()
+    config = get_config(config_name)
+    names = list(dict.fromkeys([m.name for m in config.models]
+                               + ["mesoinception4", "xception_small", "gan_disc"]))
+    size = config.datasets[0].image_size
+    table = model_table_markdown(names, size)
+    (out / "models.md").write_text(
+        f"# Models\n\n{table}")
+    print(f"model table: {time.perf_counter() - start:.1f} s")
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--config", default="default")
@@ -21,4 +40,5 @@ if __name__ == "__main__":
         args.store.unlink()
     code = dfjax(["run", "--config", args.config, "--store", str(args.store)])
     dfjax(["report", "--store", str(args.store), "--out", str(args.out)])
+    write_model_table(args.config, args.out)
     sys.exit(code)

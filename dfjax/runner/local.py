@@ -64,6 +64,16 @@ class Detector:
     from_cache: bool
 
 
+def warm_start_cell(cell: Cell) -> Cell:
+    """The cell whose detector a `warm_start_epochs=N` training starts from: the same
+    dataset and model, trained with `standard` for N epochs (same batch, lr, seed) --
+    the very detector a `standard` N-epoch entry of the matrix trains, so it is shared."""
+    t = cell.training
+    base = dataclasses.replace(t, recipe="standard", epochs=int(t.option("warm_start_epochs")),
+                               options={})
+    return dataclasses.replace(cell, training=base)
+
+
 def get_detector(cell: Cell, splits: DatasetSplits, *, checkpoint_dir: Path,
                  log: Callable[[str], None] = print,
                  on_epoch: Callable[[dict], None] | None = None) -> Detector:
@@ -80,8 +90,13 @@ def get_detector(cell: Cell, splits: DatasetSplits, *, checkpoint_dir: Path,
         variables, meta = cached
         return Detector(model, variables, meta["history"], meta["train_seconds"], True)
     start = time.perf_counter()
+    initial = None
+    if cell.training.option("warm_start_epochs"):  # adversarial fine-tuning
+        base = get_detector(warm_start_cell(cell), splits, checkpoint_dir=checkpoint_dir,
+                            log=log, on_epoch=on_epoch)
+        initial = base.variables
     variables, history = train_detector(model, splits.train, splits.validation, cell.training,
-                                        key=key, on_epoch=on_epoch)
+                                        key=key, on_epoch=on_epoch, initial_variables=initial)
     seconds = time.perf_counter() - start
     save_checkpoint(checkpoint_dir, cell.detector_id, variables,
                     {"history": history, "train_seconds": seconds,

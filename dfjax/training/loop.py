@@ -80,18 +80,21 @@ def evaluate(eval_step, variables, split: Split, batch_size: int) -> tuple[float
 
 def train_detector(
     model: nn.Module, train: Split, validation: Split, spec: TrainSpec, *, key: jax.Array,
-    on_epoch: Callable[[dict], None] | None = None,
+    on_epoch: Callable[[dict], None] | None = None, initial_variables: dict | None = None,
 ) -> tuple[dict, list[dict[str, Any]]]:
     """Train with optax Adam; returns (variables, history).
 
     history has one dict per epoch: train_loss, train_accuracy, val_loss,
     val_accuracy, seconds (and epsilon for a private recipe). `spec.options`
-    `init_from` = a weights file (see dfjax.models.pretrained) fine-tunes from it. Shuffling uses fold_in(key, epoch): same key, same weights.
+    `init_from` = a weights file (see dfjax.models.pretrained) fine-tunes from it, as does
+    `initial_variables` (the runner's warm start from a cached detector). Shuffling uses fold_in(key, epoch): same key, same weights.
     """
     if len(train) < spec.batch_size:
         raise ValueError(f"{len(train)} training examples < batch size {spec.batch_size}")
     variables = create_variables(model, train.images.shape[1:], jax.random.fold_in(key, 0))
-    if spec.option("init_from"):  # fine-tuning: pretrained body, fresh num_logits head
+    if initial_variables is not None:  # fine-tuning a detector of the same architecture
+        variables = initial_variables
+    elif spec.option("init_from"):  # fine-tuning: pretrained body, fresh num_logits head
         from dfjax.models.pretrained import load_pretrained
 
         variables = load_pretrained(spec.option("init_from"), variables)
