@@ -28,6 +28,11 @@ def freeze_options(options: Mapping[str, Any] | Options | None) -> Options:
     return tuple(sorted(frozen))
 
 
+def _short(value: Any) -> str:
+    """Floats in labels at 4 significant digits (1/255 -> 0.003922)."""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
 class _Spec:
     """Mixin: canonical JSON, short hash, and option lookup."""
 
@@ -55,7 +60,7 @@ class _Spec:
         name = getattr(self, "name", None) or getattr(self, "recipe")
         if not self.options:
             return name
-        return name + "[" + ",".join(f"{k}={v}" for k, v in self.options) + "]"
+        return name + "[" + ",".join(f"{k}={_short(v)}" for k, v in self.options) + "]"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,8 @@ def plot_robustness_curves(rows: list[dict[str, Any]], out: Path) -> list[Path]:
         ax_acc.legend()
         fig.suptitle(" x ".join(key))
         fig.tight_layout()
-        path = out / ("curves_" + "_".join(k.replace("/", "-") for k in key) + ".png")
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", "_".join(key)).strip("-")
+        path = out / f"curves_{slug}.png"
         fig.savefig(path, dpi=90)
         plt.close(fig)
         written.append(path)
