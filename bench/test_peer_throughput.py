@@ -1,0 +1,161 @@
+"""PGD-10 and FGSM throughput (images/s) of dfjax against PyTorch peers, in one process.
+
+Peers, on the same weights (dfjax.peers.torch_models.from_flax of one Flax init):
+  torchattacks  -- torchattacks 3.5.1 as users run it: default torch settings, NCHW,
+                   torch.set_num_threads(2);
+  torch_tuned   -- the tightest PGD loop we could write by hand: channels_last
+                   model and input, no parameter gradients, summed CE, in-place sign
+                   step and clamp to precomputed [lo, hi] bounds under no_grad;
+  dfjax         -- the jitted attack, compiled once (as bench/test_attack_throughput.py),
+                   with `ratio_vs_<peer>` = dfjax img/s / peer img/s and
+                   `percent_of_gemm_rate` from XLA's cost analysis.
+Batch 64, float32, 128x128 (64x64 with --short), eps 8/255, PGD step 2.5 eps / 10.
+glibc malloc settings change PyTorch's CPU speed (docs/peers.md): run this file twice,
+with and without GLIBC_TUNABLES; each figure records the setting it ran under.
+"""
+
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+torchattacks = pytest.importorskip("torchattacks")
+
+from dfjax.attacks import ATTACKS  # noqa: E402
+from dfjax.config import AttackSpec, ModelSpec  # noqa: E402
+from dfjax.models import MODELS, build_model, make_logits_fn  # noqa: E402
+from dfjax.peers.torch_models import from_flax, nhwc_to_nchw  # noqa: E402
+
+BATCH = 64
+EPS = 8 / 255
+STEPS = 10
+ALPHA = 2.5 * EPS / STEPS
+TORCH_THREADS = 2
+IMPLEMENTATIONS = {"pgd": ("torchattacks", "torch_tuned", "dfjax"),
+                   "fgsm": ("torchattacks", "dfjax")}
+
+_RATES: dict[tuple[str, str, str], float] = {}  # (model, attack, impl) -> images/s
+
+
+def _models() -> list[str]:
+    return [m for m in ("cnn7", "meso4") if m in MODELS]
+
+
+def _cases(impl: str) -> list[tuple[str, str]]:
+    return [(m, a) for m in _models() for a, impls in IMPLEMENTATIONS.items() if impl in impls]
+
+
+def _setup(model_name: str, size: int):
+    """(flax model, variables, x float32 [64, size, size, 3], y int32 [64]) of one init."""
+    model = build_model(ModelSpec(name=model_name))
+    x = np.random.default_rng(0).random((BATCH, size, size, 3), np.float32)
+    y = (np.arange(BATCH) % 2).astype(np.int32)
+    variables = model.init(jax.random.key(0), jnp.asarray(x[:1]), train=False)
+    return model, variables, x, y
+
+
+def _torch_setup(model_name: str, size: int):
+    torch.set_num_threads(TORCH_THREADS)
+    _, variables, x, y = _setup(model_name, size)
+    return from_flax(model_name, variables), nhwc_to_nchw(x), torch.from_numpy(y.astype(np.int64))
+
+
+def tuned_pgd(model, x, y, *, eps: float, alpha: float, steps: int, generator=None):
+    """Hand-tuned Linf PGD with random start (Madry et al. 2018): x [b, c, h, w] in [0, 1]
+    (use channels_last), y int64 [b]. The model's parameters must not require grad."""
+    lo = (x - eps).clamp_(0.0, 1.0)
+    hi = (x + eps).clamp_(0.0, 1.0)
+    x_adv = torch.empty_like(x).uniform_(-eps, eps, generator=generator).add_(x)
+    x_adv = torch.minimum(torch.maximum(x_adv, lo), hi)
+    for _ in range(steps):
+        x_adv.requires_grad_(True)
+        loss = torch.nn.functional.cross_entropy(model(x_adv), y, reduction="sum")
+        (grad,) = torch.autograd.grad(loss, x_adv)
+        with torch.no_grad():
+            x_adv = x_adv.detach().add_(grad.sign_(), alpha=alpha)
+            x_adv = torch.minimum(torch.maximum(x_adv, lo, out=x_adv), hi, out=x_adv)
+    return x_adv.detach()
+
+
+def _record(benchmark, calibration, model_name, attack, impl, size, **extra):
+    median = benchmark.stats.stats.median
+    rate = BATCH / median
+    _RATES[(model_name, attack, impl)] = rate
+    benchmark.extra_info.update({
+        "model": model_name, "attack": attack, "implementation": impl, "batch": BATCH,
+        "image_size": size, "eps": EPS, "steps": STEPS if attack == "pgd" else 1,
+        "images_per_second": rate,
+        "calibration_median_s": calibration["median"],
+        "calibration_gflops": calibration["gflops"],
+        "torch_threads": torch.get_num_threads(),
+        "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
+        "loadavg_1min": os.getloadavg()[0],
+        **extra,
+    })
+
+
+def _rounds(short: bool) -> int:
+    return 3 if short else 5
+
+
+@pytest.mark.parametrize("case", _cases("torchattacks"), ids="-".join)
+def test_torchattacks(benchmark, case, short, calibration):
+    model_name, attack = case
+    size = 64 if short else 128
+    model, x, y = _torch_setup(model_name, size)
+    if attack == "pgd":
+        atk = torchattacks.PGD(model, eps=EPS, alpha=ALPHA, steps=STEPS, random_start=True)
+    else:
+        atk = torchattacks.FGSM(model, eps=EPS)
+    benchmark.pedantic(lambda: atk(x, y), warmup_rounds=1, rounds=_rounds(short), iterations=1)
+    _record(benchmark, calibration, model_name, attack, "torchattacks", size)
+
+
+@pytest.mark.parametrize("case", _cases("torch_tuned"), ids="-".join)
+def test_torch_tuned(benchmark, case, short, calibration):
+    model_name, attack = case
+    size = 64 if short else 128
+    model, x, y = _torch_setup(model_name, size)
+    model = model.to(memory_format=torch.channels_last).requires_grad_(False)
+    x = x.contiguous(memory_format=torch.channels_last)
+    generator = torch.Generator().manual_seed(0)
+    out = tuned_pgd(model, x, y, eps=EPS, alpha=ALPHA, steps=1, generator=generator)
+    assert float((out - x).abs().max()) <= EPS + 1e-6  # a real attack, within budget
+    benchmark.pedantic(lambda: tuned_pgd(model, x, y, eps=EPS, alpha=ALPHA, steps=STEPS,
+                                         generator=generator),
+                       warmup_rounds=1, rounds=_rounds(short), iterations=1)
+    _record(benchmark, calibration, model_name, attack, "torch_tuned", size,
+            memory_format="channels_last")
+
+
+@pytest.mark.parametrize("case", _cases("dfjax"), ids="-".join)
+def test_dfjax(benchmark, case, short, calibration):
+    model_name, attack = case
+    size = 64 if short else 128
+    model, variables, x, y = _setup(model_name, size)
+    options = {"num_steps": STEPS} if attack == "pgd" else {}
+    bound = ATTACKS.get(attack).bind(AttackSpec(name=attack, eps=EPS, options=options))
+
+    def fn(variables, x, y, key, eps):
+        return bound(make_logits_fn(model, variables), x, y, key, eps)
+
+    args = (variables, jnp.asarray(x), jnp.asarray(y), jax.random.key(1), jnp.float32(EPS))
+    start = time.perf_counter()
+    compiled = jax.jit(fn).lower(*args).compile()
+    compile_seconds = time.perf_counter() - start
+    benchmark.pedantic(lambda: jax.block_until_ready(compiled(*args)), warmup_rounds=1,
+                       rounds=_rounds(short), iterations=1)
+    cost = compiled.cost_analysis() or {}
+    cost = cost[0] if isinstance(cost, list) else cost
+    flops = float(cost.get("flops", 0.0))
+    median = benchmark.stats.stats.median
+    ratios = {f"ratio_vs_{impl}": BATCH / median / rate
+              for (m, a, impl), rate in _RATES.items() if (m, a) == (model_name, attack)}
+    _record(benchmark, calibration, model_name, attack, "dfjax", size,
+            compile_seconds=compile_seconds, flops_per_call=flops,
+            percent_of_gemm_rate=100 * flops / median / (calibration["gflops"] * 1e9),
+            **ratios)
