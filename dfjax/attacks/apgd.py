@@ -12,6 +12,7 @@ from dfjax.attacks._checks import check_batch, check_budget, check_choice, check
 from dfjax.attacks._loops import attack_loop
 from dfjax.attacks._losses import LOSSES, true_class_probability
 from dfjax.attacks._projections import ascent_direction, project, random_in_ball
+from dfjax.attacks._restarts import best_over_restarts
 from dfjax.types import Images, Labels, LogitsFn
 
 MOMENTUM = 0.75  # alpha of Eq. (2)
@@ -57,18 +58,9 @@ def apgd(
     check_steps(num_restarts, "num_restarts")
     check_choice(loss, LOSSES, "loss")
     loss_fn = LOSSES[loss]
-    best_x, best_loss, trace = None, None, None
-    for r in range(num_restarts):
-        x_r, loss_r, trace_r = _apgd_run(logits_fn, x, y, jax.random.fold_in(key, r), eps=eps,
-                                         num_steps=num_steps, norm=norm, loss_fn=loss_fn,
-                                         rand_init=rand_init)
-        if best_x is None:
-            best_x, best_loss, trace = x_r, loss_r, trace_r
-        else:
-            better = loss_r > best_loss
-            best_x = jnp.where(better[:, None, None, None], x_r, best_x)
-            best_loss = jnp.where(better, loss_r, best_loss)
-            trace = jnp.minimum(trace, trace_r)
+    best_x, _, trace = best_over_restarts(
+        lambda k: _apgd_run(logits_fn, x, y, k, eps=eps, num_steps=num_steps, norm=norm,
+                            loss_fn=loss_fn, rand_init=rand_init), key, num_restarts)
     return (best_x, trace) if return_trace else best_x
 
 

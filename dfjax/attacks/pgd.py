@@ -9,6 +9,7 @@ from dfjax.attacks._checks import check_batch, check_budget, check_choice, check
 from dfjax.attacks._loops import attack_loop
 from dfjax.attacks._losses import LOSSES, true_class_probability
 from dfjax.attacks._projections import ascent_direction, project, random_in_ball
+from dfjax.attacks._restarts import best_over_restarts
 from dfjax.types import Images, Labels, LogitsFn
 
 
@@ -91,18 +92,9 @@ def pgd(
         attacked = jnp.ones(y.shape, bool)
         loss_fn = base_loss
 
-    best_x, best_loss, trace = None, None, None
-    for r in range(num_restarts):  # static, few: each restart is its own unrolled loop
-        x_r, loss_r, trace_r = _pgd_run(
-            logits_fn, x, y, jax.random.fold_in(key, r), eps=eps, step_size=step_size,
-            num_steps=num_steps, norm=norm, loss_fn=loss_fn, rand_init=rand_init,
-            attacked=attacked)
-        if best_x is None:
-            best_x, best_loss, trace = x_r, loss_r, trace_r
-        else:
-            better = loss_r > best_loss
-            best_x = jnp.where(better[:, None, None, None], x_r, best_x)
-            best_loss = jnp.where(better, loss_r, best_loss)
-            trace = jnp.minimum(trace, trace_r)
+    best_x, _, trace = best_over_restarts(
+        lambda k: _pgd_run(logits_fn, x, y, k, eps=eps, step_size=step_size,
+                           num_steps=num_steps, norm=norm, loss_fn=loss_fn,
+                           rand_init=rand_init, attacked=attacked), key, num_restarts)
     best_x = jnp.where(attacked[:, None, None, None], best_x, x)
     return (best_x, trace) if return_trace else best_x
