@@ -89,12 +89,12 @@ def get_detector(cell: Cell, splits: DatasetSplits, *, checkpoint_dir: Path,
     if cached is not None:
         variables, meta = cached
         return Detector(model, variables, meta["history"], meta["train_seconds"], True)
-    start = time.perf_counter()
     initial = None
     if cell.training.option("warm_start_epochs"):  # adversarial fine-tuning
         base = get_detector(warm_start_cell(cell), splits, checkpoint_dir=checkpoint_dir,
                             log=log, on_epoch=on_epoch)
         initial = base.variables
+    start = time.perf_counter()  # the fine-tuning alone; the base has its own record
     variables, history = train_detector(model, splits.train, splits.validation, cell.training,
                                         key=key, on_epoch=on_epoch, initial_variables=initial)
     seconds = time.perf_counter() - start
