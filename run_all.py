@@ -21,13 +21,12 @@ def write_model_table(config_name: str, out: Path) -> None:
 
     start = time.perf_counter()
     config = get_config(config_name)
-    names = list(dict.fromkeys([m.name for m in config.models]
-                               + ["mesoinception4"]))
+    names = list(dict.fromkeys([m.name for m in config.models] + ["mesoinception4"]))
     size = config.datasets[0].image_size
     table = model_table_markdown(names, size)
-    (out / "models.md").write_text(
-        f"# Models\n\n{table}")
+    (out / "models.md").write_text(f"# Models\n\n{table}")
     print(f"model table: {time.perf_counter() - start:.1f} s")
+
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)

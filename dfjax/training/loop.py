@@ -87,14 +87,17 @@ def train_detector(
     history has one dict per epoch: train_loss, train_accuracy, val_loss,
     val_accuracy, seconds (and epsilon for a private recipe). `spec.options`
     `init_from` = a weights file (see dfjax.models.pretrained) fine-tunes from it, as does
-    `initial_variables` (the runner's warm start from a cached detector). Shuffling uses fold_in(key, epoch): same key, same weights.
+    `initial_variables` (the runner's warm start from a cached detector). Shuffling uses
+    fold_in(key, epoch): same key, same weights.
     """
     if len(train) < spec.batch_size:
         raise ValueError(f"{len(train)} training examples < batch size {spec.batch_size}")
-    variables = create_variables(model, train.images.shape[1:], jax.random.fold_in(key, 0))
     if initial_variables is not None:  # fine-tuning a detector of the same architecture
         variables = initial_variables
-    elif spec.option("init_from"):  # fine-tuning: pretrained body, fresh num_logits head
+    else:
+        variables = create_variables(model, train.images.shape[1:], jax.random.fold_in(key, 0))
+    if initial_variables is None and spec.option("init_from"):
+        # fine-tuning: pretrained body, fresh num_logits head
         from dfjax.models.pretrained import load_pretrained
 
         variables = load_pretrained(spec.option("init_from"), variables)
