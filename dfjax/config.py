@@ -63,6 +63,14 @@ class _Spec:
         return name + "[" + ",".join(f"{k}={_short(v)}" for k, v in self.options) + "]"
 
 
+# What a generator produces, per dataset, when it changed since its first release.
+# The version enters the dataset's canonical form, so data directories, detector
+# checkpoints and store rows made by an older generator are never reused for it.
+DATA_VERSIONS: dict[str, str] = {
+    "synthetic_faces": "1.1.0",  # 1.1.0: swaps carry an exposure jump (`swap_exposure`)
+}
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class DatasetSpec(_Spec):
     """Which data: `name` in DATASETS; `image_size` square side in pixels; `num_examples`
@@ -73,6 +81,12 @@ class DatasetSpec(_Spec):
     num_examples: int = 10_000
     seed: int = 0
     options: Options = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        if self.name in DATA_VERSIONS:
+            out["data_version"] = DATA_VERSIONS[self.name]
+        return out
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

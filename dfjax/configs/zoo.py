@@ -15,7 +15,7 @@ def get_config() -> MatrixConfig:
         trainings=(
             TrainSpec(recipe="standard", epochs=3, batch_size=64, learning_rate=1e-3),
             TrainSpec(recipe="pgd_at", epochs=3, batch_size=64, learning_rate=1e-3,
-                      options={"eps": 8 / 255, "steps": 3}),
+                      options={"eps": 8 / 255, "steps": 3, "eps_warmup": 0.5}),
         ),
         attacks=(AttackSweep(name="fgsm"), AttackSweep(name="pgd", options={"num_steps": 10})),
         eps_values=delta_to_eps(0, 2, 8),

@@ -9,7 +9,9 @@ and only the manipulation does:
 
 * ``swap``: the inner face (brows, eyes, nose, mouth) of another person, rendered in
   the target's pose and light, blended in with a soft elliptical mask; leaves a
-  blending boundary, a colour mismatch and a resampled (softer) inner face.
+  blending boundary, a colour mismatch, a resampled (softer) inner face and an
+  exposure jump: the donor face is brighter by `swap_exposure` (default
+  U(0.25, 0.35), added to every channel before clipping, as an unmatched exposure).
 * ``upsample``: the face re-synthesised at half resolution and upsampled by nearest
   neighbour with an uneven transposed-convolution-like 2x2 gain pattern; leaves
   periodic (checkerboard) spectral peaks.
@@ -17,6 +19,14 @@ and only the manipulation does:
 
 The option ``difficulty`` in (0, 1] (``spec.option("difficulty")``, default
 `DEFAULT_DIFFICULTY`) scales artifact strength: higher is subtler, hence harder.
+
+The exposure jump is the one cue that survives an Linf perturbation of 8/255 (the
+others are a few grey levels; version 1.0.0 had only those, and PGD adversarial
+training at 2/255 or more collapsed every detector to a constant): it gives
+adversarial training something robust to learn, on a third of the fakes. The
+option ``swap_exposure`` (a float in [0, 0.5], the jump's mean; default 0.3, spread
++-0.05) sets it; 0 removes it, leaving no robust cue. It does not scale with
+`difficulty`.
 Splits are 60/20/20 by identity: an identity's reals and the fakes made on it fall
 in one split, and the identity id is each example's ``group``. Within a split,
 examples are ordered identity by identity with labels alternating real, fake.
@@ -38,7 +48,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from dfjax.config import DatasetSpec
+import tensorflow_datasets as tfds
+
+from dfjax.config import DATA_VERSIONS, DatasetSpec
 from dfjax.data._tfds import ArrayBuilder
 from dfjax.data.base import SPLITS
 
@@ -46,6 +58,9 @@ MIN_IMAGE_SIZE = 32
 MAX_IMAGE_SIZE = 256
 MIN_EXAMPLES = 10
 DEFAULT_DIFFICULTY = 0.15  # cnn7 (8 epochs, 6000 train): ~85% clean test accuracy
+DEFAULT_SWAP_EXPOSURE = 0.3
+MAX_SWAP_EXPOSURE = 0.5
+SWAP_EXPOSURE_SPREAD = 0.05
 IMAGES_PER_IDENTITY = 4  # two reals and two fakes per identity
 SPLIT_FRACTIONS = {"train": 0.6, "validation": 0.2, "test": 0.2}
 METHODS = ("none", "swap", "upsample", "smooth")  # index = the `method` code
@@ -72,6 +87,14 @@ def check_difficulty(difficulty: float) -> float:
     if not 0.0 < difficulty <= 1.0:
         raise ValueError(f"difficulty must be in (0, 1]; got {difficulty}")
     return difficulty
+
+
+def check_swap_exposure(swap_exposure: float) -> float:
+    """Returns `swap_exposure` if it lies in [0, 0.5], else raises ValueError."""
+    swap_exposure = float(swap_exposure)
+    if not 0.0 <= swap_exposure <= MAX_SWAP_EXPOSURE:
+        raise ValueError(f"swap_exposure must be in [0, {MAX_SWAP_EXPOSURE}]; got {swap_exposure}")
+    return swap_exposure
 
 
 def artifact_strength(difficulty: float) -> float:
@@ -322,7 +345,7 @@ def _weighted_mean(image: np.ndarray, weight: np.ndarray) -> np.ndarray:
 
 
 def face_swap(target: dict[str, Any], donor: np.ndarray, params: Params, strength: np.ndarray,
-              rng: np.random.Generator) -> np.ndarray:
+              rng: np.random.Generator, exposure: float = DEFAULT_SWAP_EXPOSURE) -> np.ndarray:
     """Blends the donor's inner face onto the target with a soft elliptical mask.
 
     Args:
@@ -331,7 +354,9 @@ def face_swap(target: dict[str, Any], donor: np.ndarray, params: Params, strengt
       params: the targets' merged parameters.
       strength: float32 [b] in [0, 1]: 1 = sharp seam, raw colour mismatch, soft donor face;
         near 0 = wide feather, colour-matched donor, no resampling.
-      rng: for the generator's colour drift.
+      rng: for the generator's colour drift and the exposure jumps.
+      exposure: mean exposure jump of the donor face (0 = none); each swap draws
+        U(exposure - 0.05, exposure + 0.05), clipped at 0.
 
     Returns:
       float32 [b, s, s, 3] in [0, 1].
@@ -348,7 +373,11 @@ def face_swap(target: dict[str, Any], donor: np.ndarray, params: Params, strengt
     correction = 1.0 - strength
     shift = _weighted_mean(target["image"], mask) - _weighted_mean(donor, mask)
     drift = rng.normal(0.0, 0.05, (b, 3)).astype(np.float32) * strength[:, None]
-    donor = donor + (correction[:, None] * shift + drift)[:, None, None, :]
+    jump = np.zeros(b, np.float32)
+    if exposure > 0:
+        jump = np.maximum(rng.uniform(exposure - SWAP_EXPOSURE_SPREAD,
+                                      exposure + SWAP_EXPOSURE_SPREAD, b), 0.0)
+    donor = donor + (correction[:, None] * shift + drift + jump[:, None])[:, None, None, :]
     for i in range(b):  # the generator's face is softer: resample at a lower resolution
         small = max(8, round(s / (1.0 + 0.8 * float(strength[i]))))
         down = cv2.resize(donor[i], (small, small), interpolation=cv2.INTER_AREA)
@@ -436,7 +465,8 @@ def camera(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def _generate_chunk(rng: np.random.Generator, identity_ids: np.ndarray, count: int,
-                    image_size: int, strength: float) -> dict[str, np.ndarray]:
+                    image_size: int, strength: float,
+                    swap_exposure: float) -> dict[str, np.ndarray]:
     """`count` images of the given identities (IMAGES_PER_IDENTITY each, real/fake alternating)."""
     identities = sample_identities(rng, len(identity_ids))
     owner = np.arange(count) // IMAGES_PER_IDENTITY
@@ -461,7 +491,8 @@ def _generate_chunk(rng: np.random.Generator, identity_ids: np.ndarray, count: i
                                       if k not in ("bg1", "bg2", "bg_angle", "bg_texture",
                                                    "clothes")}}
             donor = render_faces(donor_params, image_size, rng)["image"]
-            image[index] = face_swap(target, donor, sub, strengths[index], rng)
+            image[index] = face_swap(target, donor, sub, strengths[index], rng,
+                                     exposure=swap_exposure)
         elif name == "upsample":
             image[index] = generator_upsample(target, strengths[index], rng)
         else:
@@ -471,7 +502,8 @@ def _generate_chunk(rng: np.random.Generator, identity_ids: np.ndarray, count: i
 
 
 def generate_split_arrays(split: str, *, num_examples: int = 10_000, image_size: int = 64,
-                          seed: int = 0, difficulty: float = DEFAULT_DIFFICULTY
+                          seed: int = 0, difficulty: float = DEFAULT_DIFFICULTY,
+                          swap_exposure: float = DEFAULT_SWAP_EXPOSURE
                           ) -> dict[str, np.ndarray]:
     """Generates one split, independently of the others (same arguments, same arrays).
 
@@ -481,6 +513,7 @@ def generate_split_arrays(split: str, *, num_examples: int = 10_000, image_size:
       image_size: side in pixels, 32..256.
       seed: the dataset seed; each split and each 256-image chunk gets its own stream.
       difficulty: in (0, 1]; higher = subtler artifacts.
+      swap_exposure: mean exposure jump of swapped faces, in [0, 0.5] (0 = none).
 
     Returns:
       dict with `images` uint8 [n, s, s, 3], `labels` int32 [n] (0 real, 1 fake),
@@ -488,6 +521,7 @@ def generate_split_arrays(split: str, *, num_examples: int = 10_000, image_size:
     """
     image_size = check_image_size(image_size)
     strength = artifact_strength(difficulty)
+    swap_exposure = check_swap_exposure(swap_exposure)
     count = split_sizes(num_examples)[split]
     first = _identity_offset(split, num_examples)
     num_ids = -(-count // IMAGES_PER_IDENTITY)
@@ -499,7 +533,7 @@ def generate_split_arrays(split: str, *, num_examples: int = 10_000, image_size:
         ids = np.arange(k * per_chunk, min((k + 1) * per_chunk, num_ids)) + first
         n = min(count - k * per_chunk * IMAGES_PER_IDENTITY, len(ids) * IMAGES_PER_IDENTITY)
         parts.append(_generate_chunk(np.random.default_rng(streams[k]), ids, n, image_size,
-                                     strength))
+                                     strength, swap_exposure))
     if not parts:
         s = image_size
         return {"images": np.zeros((0, s, s, 3), np.uint8), "labels": np.zeros(0, np.int32),
@@ -511,7 +545,10 @@ def generate_split_arrays(split: str, *, num_examples: int = 10_000, image_size:
 
 
 class SyntheticFacesBuilder(ArrayBuilder, skip_registration=True):
-    """Procedural real and manipulated faces; options: `difficulty` in (0, 1]."""
+    """Procedural real and manipulated faces; options: `difficulty` in (0, 1],
+    `swap_exposure` in [0, 0.5]."""
+
+    VERSION = tfds.core.Version(DATA_VERSIONS["synthetic_faces"])
 
     description = ("Procedurally rendered faces; fakes carry face-swap, generator-upsampling "
                    "or skin-smoothing traces; both classes share one camera pipeline.")
@@ -520,7 +557,13 @@ class SyntheticFacesBuilder(ArrayBuilder, skip_registration=True):
     def __init__(self, *, spec: DatasetSpec, data_dir: Path, manual_dir: Path | None = None):
         check_image_size(spec.image_size)
         split_sizes(spec.num_examples)
+        unknown = sorted(set(dict(spec.options)) - {"difficulty", "swap_exposure"})
+        if unknown:
+            raise ValueError(f"synthetic_faces has no option(s) {unknown}; its options are "
+                             "difficulty and swap_exposure")
         self.difficulty = check_difficulty(spec.option("difficulty", DEFAULT_DIFFICULTY))
+        self.swap_exposure = check_swap_exposure(
+            spec.option("swap_exposure", DEFAULT_SWAP_EXPOSURE))
         self._arrays: dict[str, dict[str, np.ndarray]] = {}
         super().__init__(spec=spec, data_dir=data_dir, manual_dir=manual_dir)
 
@@ -530,7 +573,8 @@ class SyntheticFacesBuilder(ArrayBuilder, skip_registration=True):
             start = time.perf_counter()
             arrays = generate_split_arrays(
                 split, num_examples=self.spec.num_examples, image_size=self.spec.image_size,
-                seed=self.spec.seed, difficulty=self.difficulty)
+                seed=self.spec.seed, difficulty=self.difficulty,
+                swap_exposure=self.swap_exposure)
             self._arrays[split] = arrays
             counts = {name: int((arrays["methods"] == code).sum())
                       for code, name in enumerate(METHODS) if code}
@@ -541,6 +585,7 @@ class SyntheticFacesBuilder(ArrayBuilder, skip_registration=True):
                 "seconds": round(time.perf_counter() - start, 3)}
             self.report["difficulty"] = self.difficulty
             self.report["artifact_strength"] = artifact_strength(self.difficulty)
+            self.report["swap_exposure"] = self.swap_exposure
         return self._arrays[split]
 
     def generate_split(self, split: str) -> Iterator[dict[str, Any]]:

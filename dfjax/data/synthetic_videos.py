@@ -110,7 +110,9 @@ def render_pair(seed: np.random.SeedSequence, *, clip_frames: int, frame_size: i
     flicker = np.clip(strength * (1.0 + 0.5 * rng.standard_normal(clip_frames)), 0.05, 1.0)
     mask_params = {**params, "yaw": params["yaw"] + rng.normal(0, 0.015, clip_frames)
                    .astype(np.float32)}
-    fake = sf.face_swap(target, donor.copy(), mask_params, flicker.astype(np.float32), rng)
+    # no exposure jump: the video swaps keep synthetic_faces 1.0.0's subtler traces
+    fake = sf.face_swap(target, donor.copy(), mask_params, flicker.astype(np.float32), rng,
+                        exposure=0.0)
     camera_seed = streams[2]
     real_clip = sf.camera(target["image"], np.random.default_rng(camera_seed))
     fake_clip = sf.camera(fake, np.random.default_rng(camera_seed))

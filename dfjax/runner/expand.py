@@ -59,6 +59,10 @@ def validate(config: MatrixConfig) -> None:
         check_name(RECIPES, spec.recipe)
         if spec.epochs < 1 or spec.batch_size < 1 or spec.learning_rate <= 0:
             problems.append(f"training {spec.recipe}: epochs, batch_size, learning_rate must be > 0")
+        try:  # a recipe checks its options when built; the model is only used later
+            RECIPES.get(spec.recipe)(None, spec)
+        except ValueError as e:
+            problems.append(f"training {spec.recipe}: {e}")
     for spec in config.defences:
         check_name(DEFENCES, spec.name)
     for spec in _attack_specs(config):

@@ -26,16 +26,24 @@ def create_variables(model: nn.Module, image_shape: tuple[int, ...], key: jax.Ar
 def make_train_step(model: nn.Module, spec: TrainSpec, optimizer) -> Callable:
     loss_fn = RECIPES.get(spec.recipe)(model, spec)
     custom_value_and_grad = getattr(loss_fn, "value_and_grad", None)  # e.g. DP-SGD
+    if getattr(loss_fn, "uses_progress", False):  # e.g. an eps warm-up
+        with_progress = loss_fn
+    else:
+        def with_progress(variables, params, x, y, key, progress):
+            del progress
+            return loss_fn(variables, params, x, y, key)
 
     @jax.jit
-    def train_step(variables, opt_state, images_u8, y, key):
+    def train_step(variables, opt_state, images_u8, y, key, progress=0.0):
+        """progress: float in [0, 1], the fraction of training done before this step."""
         x = images_u8.astype(jnp.float32) / 255.0
         if custom_value_and_grad is not None:
             (loss, (logits, state)), grads = custom_value_and_grad(
                 variables, variables["params"], x, y, key)
         else:
             (loss, (logits, state)), grads = jax.value_and_grad(
-                lambda p: loss_fn(variables, p, x, y, key), has_aux=True)(variables["params"])
+                lambda p: with_progress(variables, p, x, y, key, progress),
+                has_aux=True)(variables["params"])
         updates, opt_state = optimizer.update(grads, opt_state, variables["params"])
         params = optax.apply_updates(variables["params"], updates)
         correct = jnp.sum(predicted_class(logits) == y)
@@ -115,9 +123,10 @@ def train_detector(
         loss_sum, correct_sum = jnp.zeros(()), jnp.zeros(())  # on device: no per-step sync
         for step in range(steps_per_epoch):
             idx = np.sort(order[step * spec.batch_size:(step + 1) * spec.batch_size])
+            progress = (epoch * steps_per_epoch + step) / (spec.epochs * steps_per_epoch)
             variables, opt_state, loss, correct = train_step(
                 variables, opt_state, train.images[idx], train.labels[idx],
-                jax.random.fold_in(epoch_key, step))
+                jax.random.fold_in(epoch_key, step), jnp.float32(progress))
             loss_sum += loss
             correct_sum += correct
         val_loss, val_accuracy = evaluate(eval_step, variables, validation, 256)

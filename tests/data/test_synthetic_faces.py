@@ -88,6 +88,22 @@ def test_bad_difficulty_raises(difficulty, tmp_path):
         DATASETS.get("synthetic_faces").load(spec, data_dir=tmp_path)
 
 
+@pytest.mark.parametrize("options, match", [({"swap_exposure": 0.6}, "swap_exposure"),
+                                            ({"swap_exposure": -0.1}, "swap_exposure"),
+                                            ({"dificulty": 0.2}, "no option")])
+def test_bad_option_raises(options, match, tmp_path):
+    with pytest.raises(ValueError, match=match):
+        DATASETS.get("synthetic_faces").load(_spec(options=options), data_dir=tmp_path)
+
+
+def test_data_version_is_part_of_the_spec():
+    """A generator change (DATA_VERSIONS) gives new data dirs, detector ids and cell ids."""
+    from dfjax.config import DATA_VERSIONS
+
+    assert f'"data_version":"{DATA_VERSIONS["synthetic_faces"]}"' in _spec().canonical()
+    assert "data_version" not in DatasetSpec(name="image_folder").canonical()
+
+
 def test_other_sizes_render():
     for size in (33, 96):
         out = sf.generate_split_arrays("test", num_examples=20, image_size=size)
@@ -146,6 +162,21 @@ def test_swap_changes_only_the_inner_face_and_leaves_a_colour_step():
     changed = np.abs(out - target["image"]).max(-1) > 1e-4
     assert changed[:, 20:30, 20:30].mean() > 0.9  # the centre of the face is replaced
     assert not changed[:, :6].any() and not changed[:, -4:].any()  # hair, body untouched
+
+
+def test_swap_exposure_brightens_the_inner_face_beyond_an_8_255_budget():
+    """The robust cue: with the default exposure jump, the swapped centre is brighter
+    than without it by far more than an Linf attacker at 8/255 can undo."""
+    params, target, _ = _rendered()
+    donor = sf.render_faces(params, 48, np.random.default_rng(1))["image"]
+    strength = np.full(8, 0.85, np.float32)
+    jumped = sf.face_swap(target, donor, params, strength, np.random.default_rng(2))
+    plain = sf.face_swap(target, donor, params, strength, np.random.default_rng(2), exposure=0.0)
+    centre = (slice(None), slice(20, 30), slice(20, 30))
+    gain = (jumped[centre] - plain[centre]).mean(axis=(1, 2, 3))
+    assert np.all(gain > 0.1) and np.all(gain < 0.36)
+    outside = (slice(None), slice(0, 4))
+    np.testing.assert_array_equal(jumped[outside], plain[outside])
 
 
 def test_camera_is_shared_and_lossy():

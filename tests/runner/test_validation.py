@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from dfjax.config import AttackSweep, DatasetSpec, ModelSpec
+from dfjax.config import AttackSweep, DatasetSpec, ModelSpec, TrainSpec
 from dfjax.configs import get_config
 from dfjax.runner import ConfigError, apply_overrides, expand
 
@@ -24,6 +24,8 @@ def smoke():
     ("eps_values", (3.0,), "linf eps is in \\[0, 1\\]"),
     ("attacks", (), "non-empty tuple"),
     ("n_eval", 0, "n_eval"),
+    ("trainings", (TrainSpec(recipe="pgd_at", options={"epss": 0.1}),), "no option.*epss"),
+    ("trainings", (TrainSpec(recipe="pgd_at", options={"eps_warmup": 2.0}),), "eps_warmup"),
 ])
 def test_bad_config_rejected_before_running(smoke, field, value, message, monkeypatch):
     import dfjax.runner.local as local

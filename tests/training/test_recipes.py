@@ -61,7 +61,8 @@ def test_standard_step_is_bit_identical_to_plain_value_and_grad(batch):
 def test_adversarial_loss_exceeds_clean_loss(recipe, tiny_model, batch):
     model, variables, _ = tiny_model
     x, y = batch
-    spec = TrainSpec(recipe=recipe, options={"eps": 16 / 255, "steps": 3})
+    options = {"eps": 16 / 255, **({"steps": 3} if recipe == "pgd_at" else {})}
+    spec = TrainSpec(recipe=recipe, options=options)
     clean, _ = RECIPES.get("standard")(model, spec)(variables, variables["params"], x, y,
                                                     jax.random.key(0))
     adv, (adv_logits, _) = jax.jit(RECIPES.get(recipe)(model, spec))(
@@ -94,12 +95,43 @@ def test_adversarial_examples_stay_in_budget(tiny_model, batch, monkeypatch):
         assert np.abs(xa - np.asarray(x)).max() > eps / 2  # it did move
 
 
+@pytest.mark.parametrize("recipe", ["fgsm_rs", "pgd_at"])
+def test_eps_warmup_grows_the_budget_with_progress(recipe, tiny_model, batch, monkeypatch):
+    """eps_warmup = 0.5: at 10% of training the budget is 0.2 eps, from 50% on all of it."""
+    import dfjax.training.adversarial as adv
+
+    model, variables, _ = tiny_model
+    x, y = batch
+    seen = {}
+    real_apply = adv.apply_train
+    monkeypatch.setattr(adv, "apply_train", lambda m, v, p, xa, k: (
+        seen.__setitem__("x", xa), real_apply(m, v, p, xa, k))[1])
+    eps = 16 / 255
+    loss = RECIPES.get(recipe)(model, TrainSpec(recipe=recipe,
+                                                options={"eps": eps, "eps_warmup": 0.5}))
+    assert loss.uses_progress
+    moved = {}
+    for progress in (0.1, 0.5, 0.9):
+        loss(variables, variables["params"], x, y, jax.random.key(0), progress)
+        moved[progress] = float(np.abs(np.asarray(seen["x"]) - np.asarray(x)).max())
+    assert moved[0.1] <= 0.2 * eps + 1e-6 and moved[0.1] > 0.1 * eps
+    assert moved[0.5] > 0.9 * eps and moved[0.9] > 0.9 * eps
+    assert max(moved.values()) <= eps + 1e-6
+
+
+@pytest.mark.parametrize("recipe", ["fgsm_rs", "pgd_at"])
+def test_unknown_recipe_option_is_named(recipe):
+    model = build_model(ModelSpec(name="cnn7_tiny"))
+    with pytest.raises(ValueError, match="eps_warmpu"):
+        RECIPES.get(recipe)(model, TrainSpec(recipe=recipe, options={"eps_warmpu": 0.5}))
+
+
 @pytest.mark.parametrize("recipe", ["fgsm_rs", "pgd_at", "dp_sgd"])
 def test_recipe_trains_deterministically(recipe):
     model = build_model(ModelSpec(name="cnn7_tiny"))
     spec = TrainSpec(recipe=recipe, epochs=2 if recipe == "dp_sgd" else 1, batch_size=16,
                      learning_rate=3e-3,
-                     options={"steps": 2} if recipe == "pgd_at" else {})
+                     options={"steps": 2, "eps_warmup": 0.5} if recipe == "pgd_at" else {})
     train, val = _split(64, 0, size=8), _split(32, 1, size=8)
     v1, h1 = train_detector(model, train, val, spec, key=jax.random.key(0))
     v2, h2 = train_detector(model, train, val, spec, key=jax.random.key(0))
