@@ -16,6 +16,7 @@ from dfjax.attacks._losses import cross_entropy, predicted_class
 from dfjax.config import TrainSpec
 from dfjax.data.base import Split
 from dfjax.training.recipes import RECIPES
+from dfjax.xla import jit as dfjax_jit
 
 
 def create_variables(model: nn.Module, image_shape: tuple[int, ...], key: jax.Array) -> dict:
@@ -27,7 +28,7 @@ def make_train_step(model: nn.Module, spec: TrainSpec, optimizer) -> Callable:
     loss_fn = RECIPES.get(spec.recipe)(model, spec)
     custom_value_and_grad = getattr(loss_fn, "value_and_grad", None)  # e.g. DP-SGD
 
-    @jax.jit
+    @dfjax_jit
     def train_step(variables, opt_state, images_u8, y, key):
         x = images_u8.astype(jnp.float32) / 255.0
         if custom_value_and_grad is not None:
@@ -45,7 +46,7 @@ def make_train_step(model: nn.Module, spec: TrainSpec, optimizer) -> Callable:
 
 
 def make_eval_step(model: nn.Module) -> Callable:
-    @jax.jit
+    @dfjax_jit
     def eval_step(variables, images_u8, y, mask):
         logits = model.apply(variables, images_u8.astype(jnp.float32) / 255.0, train=False)
         loss = jnp.sum(cross_entropy(logits, y) * mask)
