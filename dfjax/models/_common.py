@@ -62,8 +62,9 @@ def make_logits_fn(model: nn.Module, variables: Any) -> Callable[[Images], Logit
 # form when it has few input channels (a (k//2+1)-square VALID conv from 4*c_in to
 # 4*c_out channels; 1.4-1.8x the FLOPs but on 4x wider GEMMs), which also turns the
 # pool into a max over a contiguous axis of 4; and (b) gives the max its cheap gradient
-# (g to the maximal element, no tie count). cnn7 input gradient: 320 -> 167 ms; meso4:
-# 326 -> 141 ms (both with YNN fusions off, see dfjax/xla.py). The plain layers stay
+# (one fused pass, see max_over). Prototype, one input gradient: cnn7 320 -> 167 ms,
+# meso4 326 -> 141 ms (both with YNN fusions off, see dfjax/xla.py). Eval mode only
+# (attacks): training uses the plain layers (see CNN7). The plain layers stay
 # (models' fast=False) as the reference the tests compare against.
 
 SPACE_TO_DEPTH_MAX_CHANNELS = 15  # s2d pays off for 3 and 8 input channels, not for 16+
@@ -71,12 +72,13 @@ SPACE_TO_DEPTH_MAX_CHANNELS = 15  # s2d pays off for 3 and 8 input channels, not
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
 def max_over(x: jnp.ndarray, axes: tuple[int, ...]) -> jnp.ndarray:
-    """x.max(axis=axes) whose gradient goes to the maximal element(s) whole.
+    """x.max(axis=axes) with a lean gradient: g split evenly between tied maxima, as
+    JAX's, computed in one fused pass over x (an equality mask against the saved max,
+    its count over the window, a select) instead of JAX's generic chooser rule.
 
-    JAX's reduce_max gradient splits g evenly between tied maxima, which costs an extra
-    reduction; here every tied maximum gets g. Ties have probability zero for conv
-    outputs of continuous inputs; the models apply ReLU *after* pooling, so ReLU's zeros
-    never tie here.
+    Ties are common: flat image regions give equal conv outputs across a window, so
+    giving each tied element all of g (cheaper still) would inflate weight gradients
+    (it visibly slowed cnn7's training). The models apply ReLU *after* pooling.
     """
     return x.max(axis=axes)
 
@@ -89,7 +91,8 @@ def _max_over_fwd(x, axes):
 def _max_over_bwd(axes, residuals, g):
     x, m = residuals
     hit = x == jnp.expand_dims(m, axes)
-    return (jnp.where(hit, jnp.expand_dims(g, axes), jnp.zeros((), g.dtype)),)
+    share = g / hit.sum(axis=axes, dtype=g.dtype)
+    return (jnp.where(hit, jnp.expand_dims(share, axes), jnp.zeros((), g.dtype)),)
 
 
 max_over.defvjp(_max_over_fwd, _max_over_bwd)

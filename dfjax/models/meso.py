@@ -2,7 +2,7 @@
 Detection Network", arXiv:1809.00888): Meso-4 and MesoInception-4.
 
 Speed (2-core Zen3 CI machine, batch 64, 128x128, PGD-10, dfjax.xla options): Meso-4
-runs 79.8-85.2 img/s with the fast layers (fast=True, default) against 33.9 img/s
+runs 75.6-83.1 img/s with the fast layers (fast=True, default) against 33.9 img/s
 before them: its 3- and 8-channel convs run in space-to-depth form (4x wider GEMMs) and
 ReLU/BatchNorm run on the pooled maps (models/_common.py). MesoInception-4 keeps the
 plain layers.
@@ -58,12 +58,12 @@ class Meso4(nn.Module):
     2, 4), then dropout-dense(16)-dropout-classifier (Afchar et al., Fig. 4). h and w
     must be divisible by 32 (64x64 -> 2x2 features; 32x32 -> 1x1).
 
-    fast=True (default) computes each block with PooledConv (models/_common.py); in
-    eval mode BatchNorm is a per-channel affine map a*r + b, so the pool of
-    BN(ReLU(z)) is max(BN(ReLU(max z)), BN(ReLU(min z))) whatever the sign of a: ReLU
-    and BN run on the pooled maps only, and the pools on the raw conv output get the
-    cheap gradient. Training (batch statistics) keeps ReLU/BN/pool at full resolution.
-    fast=False is the plain nn.Conv / ReLU / BatchNorm / max_pool_2x2 reference.
+    fast=True (default) computes each block in eval mode (attacks) with PooledConv
+    (models/_common.py); there BatchNorm is a per-channel affine map a*r + b, so the
+    pool of BN(ReLU(z)) is max(BN(ReLU(max z)), BN(ReLU(min z))) whatever the sign of
+    a: ReLU and BN run on the pooled maps only, and the pools on the raw conv output get
+    the lean gradient. Training (train=True, batch statistics) and fast=False use the
+    plain nn.Conv / ReLU / BatchNorm / max_pool_2x2 layers (see CNN7 for why training).
     """
 
     num_logits: int = 2
@@ -77,19 +77,16 @@ class Meso4(nn.Module):
         for i, (features, kernel, pool) in enumerate(
                 zip(self.features, (3, 5, 5, 5), (2, 2, 2, 4))):
             norm = _batch_norm(train)
-            if not self.fast:
+            if train or not self.fast:
                 x = nn.relu(nn.Conv(features, (kernel, kernel), padding="SAME",
                                     name=f"Conv_{i}")(x))
                 x = _pool(norm(x), pool)
                 continue
             z, axes = PooledConv(features, kernel, name=f"Conv_{i}")(x)
-            if train:
-                x = _pool(norm(nn.relu(z)).max(axis=axes), pool // 2)
-            else:
-                hi, lo = max_over(z, axes), min_over(z, axes)
-                for _ in range(pool.bit_length() - 2):  # the rest of a 4x4 (8x8..) pool
-                    hi, lo = max_over(*windows_2x2(hi)), min_over(*windows_2x2(lo))
-                x = jnp.maximum(norm(nn.relu(hi)), norm(nn.relu(lo)))
+            hi, lo = max_over(z, axes), min_over(z, axes)
+            for _ in range(pool.bit_length() - 2):  # the rest of a 4x4 (8x8..) pool
+                hi, lo = max_over(*windows_2x2(hi)), min_over(*windows_2x2(lo))
+            x = jnp.maximum(norm(nn.relu(hi)), norm(nn.relu(lo)))
         return _MesoHead(self.num_logits, self.hidden)(x, train)
 
 

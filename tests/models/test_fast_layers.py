@@ -109,3 +109,32 @@ def test_fast_model_matches_plain_model(name):
                  for m in (fast, plain)]
         for a, b in zip(jax.tree.leaves(grads[0]), jax.tree.leaves(grads[1])):
             _close(a, b, rtol=2e-5)  # w.r.t. every parameter and the input
+
+
+def test_max_over_splits_ties_like_jnp():
+    x = jnp.zeros((1, 2, 2, 3)).at[0, 0, 0, 1].set(1.0)  # channel 0 and 2: four-way ties
+    g = jnp.ones((1, 1, 1, 3))
+    fast = jax.vjp(lambda v: max_over(*windows_2x2(v)), x)[1](g)[0]
+    plain = jax.vjp(lambda v: v.max(axis=(1, 2), keepdims=True), x)[1](g)[0]
+    np.testing.assert_array_equal(fast, plain)
+    assert float(fast[0, 1, 1, 0]) == 0.25
+
+
+@pytest.mark.parametrize("name", ["cnn7_tiny", "meso4_tiny"])
+def test_parameter_gradients_match_on_flat_images(name):
+    """Flat regions (as in synthetic faces' backgrounds) make pooling windows tie (eval
+    mode: training uses the plain layers)."""
+    x = jnp.zeros((4, 32, 32, 3)).at[:, 8:24, 8:24, :].set(
+        jax.random.uniform(jax.random.key(1), (4, 16, 16, 3)))
+    x = jnp.round(x * 4) / 4  # few levels: many equal pixels
+    y = jnp.array([0, 1, 1, 0])
+    plain = MODELS.get(name)(fast=False)
+    variables = plain.init(jax.random.key(0), x[:1], train=False)
+
+    def loss(model, params):
+        return cross_entropy(model.apply({**variables, "params": params}, x), y).sum()
+
+    grads = [jax.grad(loss, argnums=1)(m, variables["params"])
+             for m in (MODELS.get(name)(), plain)]
+    for a, b in zip(jax.tree.leaves(grads[0]), jax.tree.leaves(grads[1])):
+        _close(a, b, rtol=2e-5)
