@@ -1,12 +1,18 @@
-"""Pieces every detector shares: in-model normalisation and the logits closure."""
+"""Pieces every detector shares: in-model normalisation, the logits closure, and the
+fast conv + max-pool layers (space-to-depth convs, cheap max gradients) cnn7 and meso4
+use (measured numbers and reasons below, before `max_over`)."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
+import numpy as np
+from jax import lax
 
 from dfjax.types import Images, Logits
 
@@ -43,3 +49,143 @@ def make_logits_fn(model: nn.Module, variables: Any) -> Callable[[Images], Logit
         return model.apply(variables, x, train=False)
 
     return logits_fn
+
+
+# --- Fast conv + max-pool layers -------------------------------------------------------
+#
+# Measured on the 2-core Zen3 CI machine (JAX 0.10.2, batch 64, 128x128, one input
+# gradient of cnn7 / meso4): XLA:CPU runs a 3x3 conv with 3 input channels (and its
+# input gradient, a conv with 3 *output* channels) at 14-17 GFLOP/s against 100-180
+# GFLOP/s for 16-64 channels, and JAX's reduce_max gradient (an equality mask divided by
+# a tie count, over strided 2x2 windows) costs more than the pooling itself. So the
+# models' fast path (a) computes a conv whose output is max-pooled 2x2 in space-to-depth
+# form when it has few input channels (a (k//2+1)-square VALID conv from 4*c_in to
+# 4*c_out channels; 1.4-1.8x the FLOPs but on 4x wider GEMMs), which also turns the
+# pool into a max over a contiguous axis of 4; and (b) gives the max its cheap gradient
+# (one fused pass, see max_over). Prototype, one input gradient: cnn7 320 -> 167 ms,
+# meso4 326 -> 141 ms (both with YNN fusions off, see dfjax/xla.py). Eval mode only
+# (attacks): training uses the plain layers (see CNN7). The plain layers stay
+# (models' fast=False) as the reference the tests compare against.
+
+SPACE_TO_DEPTH_MAX_CHANNELS = 15  # s2d pays off for 3 and 8 input channels, not for 16+
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def max_over(x: jnp.ndarray, axes: tuple[int, ...]) -> jnp.ndarray:
+    """x.max(axis=axes) with a lean gradient: g split evenly between tied maxima, as
+    JAX's, computed in one fused pass over x (an equality mask against the saved max,
+    its count over the window, a select) instead of JAX's generic chooser rule.
+
+    Ties are common: flat image regions give equal conv outputs across a window, so
+    giving each tied element all of g (cheaper still) would inflate weight gradients
+    (it visibly slowed cnn7's training). The models apply ReLU *after* pooling.
+    """
+    return x.max(axis=axes)
+
+
+def _max_over_fwd(x, axes):
+    m = x.max(axis=axes)
+    return m, (x, m)
+
+
+def _max_over_bwd(axes, residuals, g):
+    x, m = residuals
+    hit = x == jnp.expand_dims(m, axes)
+    share = g / hit.sum(axis=axes, dtype=g.dtype)
+    return (jnp.where(hit, jnp.expand_dims(share, axes), jnp.zeros((), g.dtype)),)
+
+
+max_over.defvjp(_max_over_fwd, _max_over_bwd)
+
+
+def min_over(x: jnp.ndarray, axes: tuple[int, ...]) -> jnp.ndarray:
+    """x.min(axis=axes) with max_over's cheap gradient."""
+    return -max_over(-x, axes)
+
+
+def windows_2x2(x: jnp.ndarray) -> tuple[jnp.ndarray, tuple[int, int]]:
+    """[b, h, w, c] -> ([b, h/2, 2, w/2, 2, c], (2, 4)): 2x2 windows as axes (a free
+    reshape); odd trailing rows/columns are dropped, as in max_pool_2x2."""
+    b, h, w, c = x.shape
+    x = x[:, : h - h % 2, : w - w % 2, :]
+    return x.reshape(b, h // 2, 2, w // 2, 2, c), (2, 4)
+
+
+def space_to_depth(x: jnp.ndarray) -> jnp.ndarray:
+    """[b, h, w, c] (h, w even) -> [b, h/2, w/2, 4c], channels ordered (dy, dx, c)."""
+    b, h, w, c = x.shape
+    x = x.reshape(b, h // 2, 2, w // 2, 2, c).transpose(0, 1, 3, 2, 4, 5)
+    return x.reshape(b, h // 2, w // 2, 4 * c)
+
+
+def _space_to_depth_index(k: int) -> np.ndarray:
+    """Static gather index [kb, kb, 2, 2, 2, 2] (a, b, dy_in, dx_in, dy_out, dx_out) into
+    the k*k taps of a kernel, k*k meaning "zero": output pixel (2i+dy_out) reads padded
+    input row 2(i+a)+dy_in, i.e. tap ky = 2a + dy_in - dy_out."""
+    kb = k // 2 + 1
+    index = np.full((kb, kb, 2, 2, 2, 2), k * k, np.int32)
+    for a, b, dyi, dxi, dyo, dxo in np.ndindex(index.shape):
+        ky, kx = 2 * a + dyi - dyo, 2 * b + dxi - dxo
+        if 0 <= ky < k and 0 <= kx < k:
+            index[a, b, dyi, dxi, dyo, dxo] = ky * k + kx
+    return index
+
+
+def space_to_depth_kernel(kernel: jnp.ndarray) -> jnp.ndarray:
+    """[k, k, c, o] SAME kernel (k odd) -> [k//2+1, k//2+1, 4c, 4o] VALID kernel acting on
+    space_to_depth(pad(x, k//2)) and giving conv(x) in space-to-depth form."""
+    k, _, c, o = kernel.shape
+    taps = jnp.concatenate([kernel.reshape(k * k, c, o), jnp.zeros((1, c, o), kernel.dtype)])
+    big = taps[_space_to_depth_index(k)]  # [kb, kb, 2, 2, 2, 2, c, o]
+    big = big.transpose(0, 1, 2, 3, 6, 4, 5, 7)  # a, b, dy_in, dx_in, c, dy_out, dx_out, o
+    return big.reshape(k // 2 + 1, k // 2 + 1, 4 * c, 4 * o)
+
+
+def conv_same(x: jnp.ndarray, kernel: jnp.ndarray) -> jnp.ndarray:
+    """Stride-1 SAME conv, NHWC x HWIO -> NHWC (what nn.Conv computes, without bias)."""
+    return lax.conv_general_dilated(x, kernel, (1, 1), "SAME",
+                                    dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+def conv_same_2x2_windows(x: jnp.ndarray, kernel: jnp.ndarray, *,
+                          space_to_depth_conv: bool | None = None
+                          ) -> tuple[jnp.ndarray, tuple[int, ...]]:
+    """conv_same(x, kernel) with its 2x2 pooling windows as axes: (z, axes) such that
+    z.max(axis=axes) is the conv's 2x2 max pool ([b, h/2, w/2, o]).
+
+    space_to_depth_conv (default: when c_in <= SPACE_TO_DEPTH_MAX_CHANNELS, k odd and h,
+    w even) computes it as a VALID conv on space_to_depth(pad(x)), z [b, h/2, w/2, 4, o];
+    otherwise z is the plain conv's free reshape [b, h/2, 2, w/2, 2, o].
+    """
+    k, _, c, o = kernel.shape
+    b, h, w, _ = x.shape
+    possible = k % 2 == 1 and h % 2 == 0 and w % 2 == 0
+    if space_to_depth_conv is None:
+        space_to_depth_conv = possible and c <= SPACE_TO_DEPTH_MAX_CHANNELS
+    if not (space_to_depth_conv and possible):
+        return windows_2x2(conv_same(x, kernel))
+    p = k // 2
+    xs = space_to_depth(jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0))))
+    z = lax.conv_general_dilated(xs, space_to_depth_kernel(kernel), (1, 1), "VALID",
+                                 dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return z.reshape(b, h // 2, w // 2, 4, o), (3,)
+
+
+class PooledConv(nn.Module):
+    """nn.Conv(features, (k, k), padding="SAME") -- same parameters, names, shapes and
+    initialisers -- returning its output with the 2x2 max-pool windows as axes,
+    (z [.., o], axes), for the fast layers above (see conv_same_2x2_windows)."""
+
+    features: int
+    kernel_size: int
+    space_to_depth_conv: bool | None = None
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray) -> tuple[jnp.ndarray, tuple[int, ...]]:
+        k = self.kernel_size
+        kernel = self.param("kernel", nn.initializers.lecun_normal(),
+                            (k, k, x.shape[-1], self.features), jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
+        z, axes = conv_same_2x2_windows(x, kernel.astype(x.dtype),
+                                        space_to_depth_conv=self.space_to_depth_conv)
+        return z + bias.astype(x.dtype).reshape((1,) * (z.ndim - 1) + (-1,)), axes

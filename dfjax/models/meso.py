@@ -1,12 +1,26 @@
 """MesoNet detectors (Afchar et al. 2018, "MesoNet: a Compact Facial Video Forgery
-Detection Network", arXiv:1809.00888): Meso-4 and MesoInception-4."""
+Detection Network", arXiv:1809.00888): Meso-4 and MesoInception-4.
+
+Speed (2-core Zen3 CI machine, batch 64, 128x128, PGD-10, dfjax.xla options): Meso-4
+runs 75.6-83.1 img/s with the fast layers (fast=True, default) against 33.9 img/s
+before them: its 3- and 8-channel convs run in space-to-depth form (4x wider GEMMs) and
+ReLU/BatchNorm run on the pooled maps (models/_common.py). MesoInception-4 keeps the
+plain layers.
+"""
 
 from __future__ import annotations
 
 import flax.linen as nn
 import jax.numpy as jnp
 
-from dfjax.models._common import Normalize, max_pool_2x2
+from dfjax.models._common import (
+    Normalize,
+    PooledConv,
+    max_over,
+    max_pool_2x2,
+    min_over,
+    windows_2x2,
+)
 from dfjax.types import Images, Logits
 
 
@@ -43,18 +57,36 @@ class Meso4(nn.Module):
     Four conv blocks (3x3/8, 5x5/8, 5x5/16, 5x5/16; ReLU, BatchNorm; max pools 2, 2,
     2, 4), then dropout-dense(16)-dropout-classifier (Afchar et al., Fig. 4). h and w
     must be divisible by 32 (64x64 -> 2x2 features; 32x32 -> 1x1).
+
+    fast=True (default) computes each block in eval mode (attacks) with PooledConv
+    (models/_common.py); there BatchNorm is a per-channel affine map a*r + b, so the
+    pool of BN(ReLU(z)) is max(BN(ReLU(max z)), BN(ReLU(min z))) whatever the sign of
+    a: ReLU and BN run on the pooled maps only, and the pools on the raw conv output get
+    the lean gradient. Training (train=True, batch statistics) and fast=False use the
+    plain nn.Conv / ReLU / BatchNorm / max_pool_2x2 layers (see CNN7 for why training).
     """
 
     num_logits: int = 2
     features: tuple[int, int, int, int] = (8, 8, 16, 16)
     hidden: int = 16
+    fast: bool = True
 
     @nn.compact
     def __call__(self, x: Images, train: bool = False) -> Logits:
         x = Normalize()(x)
-        for features, kernel, pool in zip(self.features, (3, 5, 5, 5), (2, 2, 2, 4)):
-            x = nn.relu(nn.Conv(features, (kernel, kernel), padding="SAME")(x))
-            x = _pool(_batch_norm(train)(x), pool)
+        for i, (features, kernel, pool) in enumerate(
+                zip(self.features, (3, 5, 5, 5), (2, 2, 2, 4))):
+            norm = _batch_norm(train)
+            if train or not self.fast:
+                x = nn.relu(nn.Conv(features, (kernel, kernel), padding="SAME",
+                                    name=f"Conv_{i}")(x))
+                x = _pool(norm(x), pool)
+                continue
+            z, axes = PooledConv(features, kernel, name=f"Conv_{i}")(x)
+            hi, lo = max_over(z, axes), min_over(z, axes)
+            for _ in range(pool.bit_length() - 2):  # the rest of a 4x4 (8x8..) pool
+                hi, lo = max_over(*windows_2x2(hi)), min_over(*windows_2x2(lo))
+            x = jnp.maximum(norm(nn.relu(hi)), norm(nn.relu(lo)))
         return _MesoHead(self.num_logits, self.hidden)(x, train)
 
 

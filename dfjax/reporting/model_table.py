@@ -2,7 +2,9 @@
 
 FLOPs per image come from XLA's own count, `jax.jit(f).lower(x).compile()
 .cost_analysis()["flops"]` of the eval-mode forward pass, divided by the batch
-(XLA counts a multiply-add as 2 FLOPs). Times are medians over `runs` calls after a
+(XLA counts a multiply-add as 2 FLOPs), of the model's plain layers (`fast=False`
+where a model has fast layers, whose space-to-depth convs execute more FLOPs for the
+same function: the table counts the function's FLOPs, not the implementation's). Times are medians over `runs` calls after a
 warm-up call, per image, on whatever machine runs this.
 """
 
@@ -18,6 +20,7 @@ import numpy as np
 from dfjax.attacks._losses import cross_entropy
 from dfjax.config import ModelSpec
 from dfjax.models import build_model
+from dfjax.xla import jit as dfjax_jit
 
 
 def _median_seconds(fn, *args, runs: int) -> float:
@@ -39,12 +42,14 @@ def model_stats(name: str, image_size: int, batch: int = 64, *, runs: int = 3,
     y = jnp.zeros((batch,), jnp.int32)
     variables = model.init(jax.random.key(0), x[:1], train=False)
     params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(variables["params"]))
-    forward = jax.jit(lambda v, x: model.apply(v, x, train=False))
-    cost = forward.lower(variables, x).compile().cost_analysis()
+    forward = dfjax_jit(lambda v, x: model.apply(v, x, train=False))
+    plain = model.clone(fast=False) if hasattr(model, "fast") else model
+    cost = dfjax_jit(lambda v, x: plain.apply(v, x, train=False)).lower(
+        variables, x).compile().cost_analysis()
     if isinstance(cost, (list, tuple)):  # older jax returns one dict per device
         cost = cost[0]
     flops = float(cost.get("flops", float("nan"))) if cost else float("nan")
-    input_grad = jax.jit(jax.grad(
+    input_grad = dfjax_jit(jax.grad(
         lambda x, v: cross_entropy(model.apply(v, x, train=False), y).sum()))
     return {
         "params": params,

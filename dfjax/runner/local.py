@@ -40,6 +40,7 @@ from dfjax.training import (
     train_detector,
 )
 from dfjax.training.loop import padded_batches
+from dfjax.xla import jit as dfjax_jit
 
 
 @dataclasses.dataclass
@@ -170,7 +171,7 @@ class AttackEvaluator:
             return result
 
         start = time.perf_counter()
-        compiled = jax.jit(evaluate).lower(variables, x, y, key, jnp.float32(0)).compile()
+        compiled = dfjax_jit(evaluate).lower(variables, x, y, key, jnp.float32(0)).compile()
         seconds = time.perf_counter() - start
         self._compiled[cache_key] = compiled
         return compiled, seconds

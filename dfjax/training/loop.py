@@ -16,6 +16,7 @@ from dfjax.attacks._losses import cross_entropy, predicted_class
 from dfjax.config import TrainSpec
 from dfjax.data.base import Split
 from dfjax.training.recipes import RECIPES
+from dfjax.xla import jit as dfjax_jit
 
 
 def create_variables(model: nn.Module, image_shape: tuple[int, ...], key: jax.Array) -> dict:
@@ -33,7 +34,7 @@ def make_train_step(model: nn.Module, spec: TrainSpec, optimizer) -> Callable:
             del progress
             return loss_fn(variables, params, x, y, key)
 
-    @jax.jit
+    @dfjax_jit
     def train_step(variables, opt_state, images_u8, y, key, progress=0.0):
         """progress: float in [0, 1], the fraction of training done before this step."""
         x = images_u8.astype(jnp.float32) / 255.0
@@ -53,7 +54,7 @@ def make_train_step(model: nn.Module, spec: TrainSpec, optimizer) -> Callable:
 
 
 def make_eval_step(model: nn.Module) -> Callable:
-    @jax.jit
+    @dfjax_jit
     def eval_step(variables, images_u8, y, mask):
         logits = model.apply(variables, images_u8.astype(jnp.float32) / 255.0, train=False)
         loss = jnp.sum(cross_entropy(logits, y) * mask)

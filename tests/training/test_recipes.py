@@ -15,6 +15,7 @@ from dfjax.training import RECIPES, train_detector
 from dfjax.training.dp_sgd import clip_and_noise
 from dfjax.training.loop import create_variables, make_train_step
 from dfjax.training.recipes import apply_train
+from dfjax.xla import jit as dfjax_jit
 
 
 def _split(n, seed, size=16):
@@ -37,7 +38,7 @@ def test_standard_step_is_bit_identical_to_plain_value_and_grad(batch):
     y = batch[1]
     loss_fn = RECIPES.get("standard")(model, spec)
 
-    @jax.jit
+    @dfjax_jit  # the train step compiles with dfjax.xla's options too
     def reference_step(variables, opt_state, images_u8, y, key):  # the loop before the hook
         x = images_u8.astype(jnp.float32) / 255.0
         (loss, (_logits, state)), grads = jax.value_and_grad(
