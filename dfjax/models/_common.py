@@ -33,9 +33,8 @@ class Normalize(nn.Module):
 def max_pool_2x2(x: jnp.ndarray) -> jnp.ndarray:
     """2x2 max pooling, stride 2, as a reshape + max (cheaper than reduce_window,
     forward and backward, on XLA:CPU). Odd trailing rows/columns are dropped."""
-    b, h, w, c = x.shape
-    x = x[:, : h - h % 2, : w - w % 2, :]
-    return x.reshape(b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+    windows, axes = windows_2x2(x)
+    return windows.max(axis=axes)
 
 
 def make_logits_fn(model: nn.Module, variables: Any) -> Callable[[Images], Logits]:
@@ -105,7 +104,7 @@ def min_over(x: jnp.ndarray, axes: tuple[int, ...]) -> jnp.ndarray:
 
 def windows_2x2(x: jnp.ndarray) -> tuple[jnp.ndarray, tuple[int, int]]:
     """[b, h, w, c] -> ([b, h/2, 2, w/2, 2, c], (2, 4)): 2x2 windows as axes (a free
-    reshape); odd trailing rows/columns are dropped, as in max_pool_2x2."""
+    reshape); odd trailing rows/columns are dropped."""
     b, h, w, c = x.shape
     x = x[:, : h - h % 2, : w - w % 2, :]
     return x.reshape(b, h // 2, 2, w // 2, 2, c), (2, 4)

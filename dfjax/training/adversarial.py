@@ -18,18 +18,9 @@ from dfjax.attacks._projections import project, random_in_ball
 from dfjax.attacks.pgd import pgd
 from dfjax.config import TrainSpec
 from dfjax.models import make_logits_fn
-from dfjax.training.recipes import apply_train
+from dfjax.training.recipes import apply_train, check_options
 
 DEFAULT_EPS = 8 / 255
-COMMON_OPTIONS = {"warm_start_epochs"}  # read by the runner, not the recipe
-
-
-def _check_options(spec: TrainSpec, known: set[str]) -> None:
-    """Raises ValueError naming any option of `spec` its recipe does not know."""
-    unknown = sorted(set(dict(spec.options)) - known - COMMON_OPTIONS)
-    if unknown:
-        raise ValueError(f"recipe {spec.recipe!r} has no option(s) {unknown}; its options are "
-                         f"{sorted(known | COMMON_OPTIONS)}")
 
 
 def _eval_logits_fn(model: nn.Module, variables: dict, params) -> Callable:
@@ -83,7 +74,7 @@ def fgsm_rs(model: nn.Module, spec: TrainSpec) -> Callable:
     random start in the eps-ball, one signed-gradient step of size alpha, projection
     back to the ball and [0, 1]; train on the result.
     """
-    _check_options(spec, {"eps", "alpha", "clean_weight", "eps_warmup"})
+    check_options(spec, {"eps", "alpha", "clean_weight", "eps_warmup"})
     eps_max = float(spec.option("eps", DEFAULT_EPS))
     alpha_ratio = float(spec.option("alpha", 1.25 * eps_max)) / max(eps_max, 1e-12)
     schedule = eps_schedule(eps_max, float(spec.option("eps_warmup", 0.0)))
@@ -113,7 +104,7 @@ def pgd_at(model: nn.Module, spec: TrainSpec) -> Callable:
     up over 4 of 8 epochs it reached PGD-10 robust accuracy 0.64 (clean 0.67). On
     synthetic_faces 1.0.0 (no cue survives 2/255) every setting collapsed.
     """
-    _check_options(spec, {"eps", "steps", "step_size", "clean_weight", "eps_warmup"})
+    check_options(spec, {"eps", "steps", "step_size", "clean_weight", "eps_warmup"})
     eps_max = float(spec.option("eps", DEFAULT_EPS))
     steps = int(spec.option("steps", 3))
     step_ratio = float(spec.option("step_size", 2.5 * eps_max / steps)) / max(eps_max, 1e-12)

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from dfjax.attacks._losses import cross_entropy
 from dfjax.config import TrainSpec
 from dfjax.training.accountant import dp_sgd_epsilon
-from dfjax.training.recipes import apply_train
+from dfjax.training.recipes import apply_train, check_options
 
 
 def clip_and_noise(per_example_grads, key: jax.Array, *, clip_norm: float,
@@ -45,6 +45,7 @@ def dp_sgd(model: nn.Module, spec: TrainSpec) -> Callable:
     """Options: `clip_norm` (default 1.0), `noise_multiplier` sigma (default 1.1),
     `delta` (default 1e-5). Models with BatchNorm are refused: BatchNorm mixes the
     examples of a batch, so per-example gradients (and the guarantee) do not exist."""
+    check_options(spec, {"clip_norm", "noise_multiplier", "delta"})
     clip_norm = float(spec.option("clip_norm", 1.0))
     noise_multiplier = float(spec.option("noise_multiplier", 1.1))
     delta = float(spec.option("delta", 1e-5))

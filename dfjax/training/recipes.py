@@ -27,6 +27,19 @@ from dfjax.registry import Registry
 
 RECIPES: Registry = Registry("training")
 
+# Options every recipe accepts: read by the runner (warm_start_epochs) or by the
+# training loop (init_from), not by the recipe's loss.
+COMMON_OPTIONS = frozenset({"warm_start_epochs", "init_from"})
+
+
+def check_options(spec: TrainSpec, known: set[str]) -> None:
+    """Raises ValueError naming any option of `spec` neither its recipe (`known`) nor
+    COMMON_OPTIONS has, and listing the valid ones."""
+    unknown = sorted(set(dict(spec.options)) - known - COMMON_OPTIONS)
+    if unknown:
+        raise ValueError(f"recipe {spec.recipe!r} has no option(s) {unknown}; its options are "
+                         f"{sorted(known | COMMON_OPTIONS)}")
+
 
 def apply_train(model: nn.Module, variables: dict, params: Any, x, key):
     """Forward in training mode; returns (logits, updated non-param state)."""
@@ -41,8 +54,8 @@ def apply_train(model: nn.Module, variables: dict, params: Any, x, key):
 
 
 def standard(model: nn.Module, spec: TrainSpec) -> Callable:
-    """Plain cross-entropy on clean inputs (Dhese et al., Eq. 4)."""
-    del spec
+    """Plain cross-entropy on clean inputs (Dhese et al., Eq. 4). No options of its own."""
+    check_options(spec, set())
 
     def loss(variables, params, x, y, key):
         logits, state = apply_train(model, variables, params, x, key)

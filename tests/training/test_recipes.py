@@ -64,7 +64,7 @@ def test_adversarial_loss_exceeds_clean_loss(recipe, tiny_model, batch):
     x, y = batch
     options = {"eps": 16 / 255, **({"steps": 3} if recipe == "pgd_at" else {})}
     spec = TrainSpec(recipe=recipe, options=options)
-    clean, _ = RECIPES.get("standard")(model, spec)(variables, variables["params"], x, y,
+    clean, _ = RECIPES.get("standard")(model, TrainSpec())(variables, variables["params"], x, y,
                                                     jax.random.key(0))
     adv, (adv_logits, _) = jax.jit(RECIPES.get(recipe)(model, spec))(
         variables, variables["params"], x, y, jax.random.key(0))
@@ -120,11 +120,19 @@ def test_eps_warmup_grows_the_budget_with_progress(recipe, tiny_model, batch, mo
     assert max(moved.values()) <= eps + 1e-6
 
 
-@pytest.mark.parametrize("recipe", ["fgsm_rs", "pgd_at"])
+@pytest.mark.parametrize("recipe", ["standard", "fgsm_rs", "pgd_at", "dp_sgd"])
 def test_unknown_recipe_option_is_named(recipe):
     model = build_model(ModelSpec(name="cnn7_tiny"))
     with pytest.raises(ValueError, match="eps_warmpu"):
         RECIPES.get(recipe)(model, TrainSpec(recipe=recipe, options={"eps_warmpu": 0.5}))
+
+
+@pytest.mark.parametrize("recipe", ["standard", "fgsm_rs", "pgd_at", "dp_sgd"])
+def test_options_read_outside_the_recipe_are_accepted(recipe):
+    """warm_start_epochs (the runner) and init_from (the loop) apply to every recipe."""
+    model = build_model(ModelSpec(name="cnn7_tiny"))
+    RECIPES.get(recipe)(model, TrainSpec(recipe=recipe, options={
+        "warm_start_epochs": 2, "init_from": "weights.msgpack"}))
 
 
 @pytest.mark.parametrize("recipe", ["fgsm_rs", "pgd_at", "dp_sgd"])
