@@ -65,6 +65,12 @@ def make_logits_fn(model: nn.Module, variables: Any) -> Callable[[Images], Logit
 # meso4 326 -> 141 ms (both with YNN fusions off, see dfjax/xla.py). Eval mode only
 # (attacks): training uses the plain layers (see CNN7). The plain layers stay
 # (models' fast=False) as the reference the tests compare against.
+# Later (same machine, PGD-10 batch 64 at 128x128, A/B in one process, identical x_adv):
+# the 2x2-kernel space-to-depth conv's input gradient as a GEMM + overlap-add
+# (conv_valid_gemm_backward) took cnn7 from 43.7 to 46.4 img/s, the dense layers'
+# materialised kernel transpose (DenseTransposedGrad) to 47.3, and ReLU folded into the
+# pooling reduction (relu_max_over) removed a pass per layer. For meso4 neither the GEMM
+# gradient nor one sign-selected pool instead of max + min pools helped (78 vs 85 img/s).
 
 SPACE_TO_DEPTH_MAX_CHANNELS = 15  # s2d pays off for 3 and 8 input channels, not for 16+
 
@@ -77,7 +83,7 @@ def max_over(x: jnp.ndarray, axes: tuple[int, ...]) -> jnp.ndarray:
 
     Ties are common: flat image regions give equal conv outputs across a window, so
     giving each tied element all of g (cheaper still) would inflate weight gradients
-    (it visibly slowed cnn7's training). The models apply ReLU *after* pooling.
+    (it visibly slowed cnn7's training).
     """
     return x.max(axis=axes)
 
@@ -87,14 +93,40 @@ def _max_over_fwd(x, axes):
     return m, (x, m)
 
 
+def _split_between_maxima(x, m, g, axes):
+    """g split evenly between the tied maxima of x's windows (m = their max)."""
+    count = (x == jnp.expand_dims(m, axes)).sum(axis=axes, dtype=g.dtype)
+    share = jnp.expand_dims(g / count, axes)
+    return jnp.where(x == jnp.expand_dims(m, axes), share, jnp.zeros((), g.dtype))
+
+
 def _max_over_bwd(axes, residuals, g):
     x, m = residuals
-    hit = x == jnp.expand_dims(m, axes)
-    share = g / hit.sum(axis=axes, dtype=g.dtype)
-    return (jnp.where(hit, jnp.expand_dims(share, axes), jnp.zeros((), g.dtype)),)
+    return (_split_between_maxima(x, m, g, axes),)
 
 
 max_over.defvjp(_max_over_fwd, _max_over_bwd)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def relu_max_over(x: jnp.ndarray, axes: tuple[int, ...]) -> jnp.ndarray:
+    """relu(x.max(axis=axes)) (the max pool of relu(x)) as one reduction with initial
+    value 0 -- XLA:CPU runs a ReLU after a reduction as a separate pass over the pooled
+    map -- with max_over's gradient, zero where the max is <= 0 (as jax.nn.relu's)."""
+    return lax.reduce(x, np.zeros((), x.dtype), lax.max, axes)  # jnp.max(initial=0) adds a pass
+
+
+def _relu_max_over_fwd(x, axes):
+    r = relu_max_over(x, axes)
+    return r, (x, r)
+
+
+def _relu_max_over_bwd(axes, residuals, g):
+    x, r = residuals  # where r > 0, r is the max; elsewhere the gradient is zero
+    return (_split_between_maxima(x, r, jnp.where(r > 0, g, jnp.zeros((), g.dtype)), axes),)
+
+
+relu_max_over.defvjp(_relu_max_over_fwd, _relu_max_over_bwd)
 
 
 def min_over(x: jnp.ndarray, axes: tuple[int, ...]) -> jnp.ndarray:
@@ -165,9 +197,51 @@ def conv_same_2x2_windows(x: jnp.ndarray, kernel: jnp.ndarray, *,
         return windows_2x2(conv_same(x, kernel))
     p = k // 2
     xs = space_to_depth(jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0))))
-    z = lax.conv_general_dilated(xs, space_to_depth_kernel(kernel), (1, 1), "VALID",
-                                 dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    kernel = space_to_depth_kernel(kernel)
+    conv = conv_valid_gemm_backward if k == 3 else conv_valid
+    z = conv(xs, kernel)
     return z.reshape(b, h // 2, w // 2, 4, o), (3,)
+
+
+def conv_valid(x: jnp.ndarray, kernel: jnp.ndarray) -> jnp.ndarray:
+    """Stride-1 VALID conv, NHWC x HWIO -> NHWC."""
+    return lax.conv_general_dilated(x, kernel, (1, 1), "VALID",
+                                    dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+@jax.custom_vjp
+def conv_valid_gemm_backward(x: jnp.ndarray, kernel: jnp.ndarray) -> jnp.ndarray:
+    """conv_valid(x, kernel) whose input gradient is one GEMM plus an overlap-add.
+
+    For a conv with few input channels c (the space-to-depth first layers: 12), JAX's
+    input gradient is a conv with c output channels, which XLA:CPU runs at ~60 GFLOP/s.
+    Here it is g [b*h'*w', o] @ kernel^T [o, kh*kw*c] (a GEMM with a wide output, ~190
+    GFLOP/s) followed by summing each tap's shifted slice, a loop that XLA fuses with
+    what consumes the gradient. The kernel gradient is JAX's.
+    """
+    return conv_valid(x, kernel)
+
+
+def _conv_valid_gemm_fwd(x, kernel):
+    return conv_valid(x, kernel), (x, kernel)
+
+
+def _conv_valid_gemm_bwd(residuals, g):
+    x, kernel = residuals
+    kh, kw, c, o = kernel.shape
+    n, hg, wg, _ = g.shape
+    taps = jnp.dot(g.reshape(-1, o), kernel.reshape(kh * kw * c, o).T,
+                   preferred_element_type=g.dtype)
+    taps = taps.reshape(n, hg, wg, kh, kw, c)
+    zero = jnp.zeros((), g.dtype)  # x[p, q] fed output (p - a, q - b) through tap (a, b):
+    dx = sum(lax.pad(taps[:, :, :, a, b, :], zero,  # pads of slices fuse into one loop
+                     ((0, 0, 0), (a, kh - 1 - a, 0), (b, kw - 1 - b, 0), (0, 0, 0)))
+             for a in range(kh) for b in range(kw))
+    _, kernel_vjp = jax.vjp(lambda k: conv_valid(x, k), kernel)
+    return dx.astype(x.dtype), kernel_vjp(g)[0]
+
+
+conv_valid_gemm_backward.defvjp(_conv_valid_gemm_fwd, _conv_valid_gemm_bwd)
 
 
 class PooledConv(nn.Module):
@@ -188,3 +262,39 @@ class PooledConv(nn.Module):
         z, axes = conv_same_2x2_windows(x, kernel.astype(x.dtype),
                                         space_to_depth_conv=self.space_to_depth_conv)
         return z + bias.astype(x.dtype).reshape((1,) * (z.ndim - 1) + (-1,)), axes
+
+
+@jax.custom_vjp
+def matmul_transposed_grad(x: jnp.ndarray, kernel: jnp.ndarray) -> jnp.ndarray:
+    """x [b, n] @ kernel [n, m] whose input gradient g @ kernel.T multiplies by a
+    materialised kernel.T: XLA:CPU's dot with a transposed operand is ~1.6x slower here
+    (cnn7's first dense layer, [64, 256] x [256, 16384]: 5.4 vs 3.4 ms); in an unrolled
+    attack the transpose is computed once and shared by every step."""
+    return x @ kernel
+
+
+def _matmul_transposed_grad_fwd(x, kernel):
+    return x @ kernel, (x, kernel)
+
+
+def _matmul_transposed_grad_bwd(residuals, g):
+    x, kernel = residuals
+    kernel_t = lax.optimization_barrier(kernel.T)  # keeps XLA from folding the transpose back
+    return g @ kernel_t, x.T @ g
+
+
+matmul_transposed_grad.defvjp(_matmul_transposed_grad_fwd, _matmul_transposed_grad_bwd)
+
+
+class DenseTransposedGrad(nn.Module):
+    """nn.Dense(features) -- same parameters, names, shapes and initialisers -- with
+    matmul_transposed_grad's faster input gradient."""
+
+    features: int
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        kernel = self.param("kernel", nn.initializers.lecun_normal(),
+                            (x.shape[-1], self.features), jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
+        return matmul_transposed_grad(x, kernel.astype(x.dtype)) + bias.astype(x.dtype)[None]

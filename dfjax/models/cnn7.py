@@ -1,17 +1,18 @@
 """The paper's custom 7-layer CNN (Dhese et al., Fig. 1): 3 conv + 3 dense + classifier.
 
-Speed (2-core Zen3 CI machine, batch 64, 128x128, PGD-10, dfjax.xla options): 43.2
+Speed (2-core Zen3 CI machine, batch 64, 128x128, PGD-10, dfjax.xla options): ~47
 img/s with the fast layers (fast=True, default) against 24.7 img/s before them; the
 first conv's 3 input channels made XLA:CPU's conv and its input gradient run at 14-17
-GFLOP/s, so it runs in space-to-depth form (models/_common.py). docs/peers.md has the
-peer comparison.
+GFLOP/s, so it runs in space-to-depth form with a GEMM input gradient, ReLU is folded
+into the pooling reduction, and the dense layers multiply gradients by a materialised
+kernel transpose (models/_common.py). docs/peers.md has the peer comparison.
 """
 
 from __future__ import annotations
 
 import flax.linen as nn
 
-from dfjax.models._common import Normalize, PooledConv, max_over, max_pool_2x2
+from dfjax.models._common import DenseTransposedGrad, Normalize, PooledConv, max_pool_2x2, relu_max_over
 from dfjax.types import Images, Logits
 
 
@@ -23,8 +24,9 @@ class CNN7(nn.Module):
     1 (a single sigmoid logit for "fake"). Widths are configurable for tiny variants.
 
     fast=True (default) computes each conv + ReLU + pool in eval mode (attacks) as
-    relu(max_over(PooledConv)) (models/_common.py): the same function and parameters,
-    about twice as fast to differentiate on XLA:CPU. Training (train=True) and fast=False
+    relu_max_over(PooledConv) and each dense layer as DenseTransposedGrad
+    (models/_common.py): the same function and parameters, about twice as fast to
+    differentiate on XLA:CPU. Training (train=True) and fast=False
     use the plain nn.Conv / ReLU / max_pool_2x2 layers: flat image regions tie pooling
     windows, and the space-to-depth conv's rounding (different per window position)
     breaks such ties differently, so its parameter gradients differ from the plain ones
@@ -42,11 +44,14 @@ class CNN7(nn.Module):
         x = Normalize()(x)  # no dropout or BatchNorm: train only picks the layers
         for i, features in enumerate(self.conv_features):
             if self.fast and not train:  # relu(max(z)) == max(relu(z)); ReLU on the pooled map is 4x cheaper
-                x = nn.relu(max_over(*PooledConv(features, 3, name=f"Conv_{i}")(x)))
+                x = relu_max_over(*PooledConv(features, 3, name=f"Conv_{i}")(x))
             else:
                 x = nn.relu(nn.Conv(features, (3, 3), padding="SAME", name=f"Conv_{i}")(x))
                 x = max_pool_2x2(x)
         x = x.reshape(x.shape[0], -1)
-        for features in self.dense_features:
-            x = nn.relu(nn.Dense(features)(x))
-        return nn.Dense(self.num_logits)(x)
+        for i, features in enumerate(self.dense_features):
+            if self.fast and not train:
+                x = nn.relu(DenseTransposedGrad(features, name=f"Dense_{i}")(x))
+            else:
+                x = nn.relu(nn.Dense(features, name=f"Dense_{i}")(x))
+        return nn.Dense(self.num_logits, name=f"Dense_{len(self.dense_features)}")(x)

@@ -9,11 +9,16 @@ import pytest
 from dfjax.attacks._losses import cross_entropy
 from dfjax.models import MODELS
 from dfjax.models._common import (
+    DenseTransposedGrad,
     conv_same,
     conv_same_2x2_windows,
+    conv_valid,
+    conv_valid_gemm_backward,
+    matmul_transposed_grad,
     max_over,
     max_pool_2x2,
     min_over,
+    relu_max_over,
     space_to_depth,
     windows_2x2,
 )
@@ -138,3 +143,50 @@ def test_parameter_gradients_match_on_flat_images(name):
              for m in (MODELS.get(name)(), plain)]
     for a, b in zip(jax.tree.leaves(grads[0]), jax.tree.leaves(grads[1])):
         _close(a, b, rtol=2e-5)
+
+
+@pytest.mark.parametrize("kernel_shape", [(2, 2, 12, 16), (3, 3, 4, 8), (2, 3, 5, 7)])
+def test_conv_valid_gemm_backward_gradients_match_the_conv(kernel_shape):
+    kx, kw, kg = jax.random.split(jax.random.key(4), 3)
+    x = jax.random.normal(kx, (2, 7, 9, kernel_shape[2]))
+    w = jax.random.normal(kw, kernel_shape)
+    out, vjp_fast = jax.vjp(conv_valid_gemm_backward, x, w)
+    reference, vjp_plain = jax.vjp(conv_valid, x, w)
+    _close(out, reference)
+    g = jax.random.normal(kg, out.shape)
+    for a, b in zip(vjp_fast(g), vjp_plain(g)):  # input and kernel gradients
+        _close(a, b)
+
+
+def test_relu_max_over_matches_relu_of_max_with_ties():
+    x = jax.random.normal(jax.random.key(5), (2, 6, 4, 3))
+    x = x.at[0, :2, :2, 0].set(0.5).at[1, :2, :2, 1].set(-0.5)  # tied positive / negative windows
+    g = jax.random.normal(jax.random.key(6), (2, 3, 2, 3))
+    fast_out, fast_vjp = jax.vjp(lambda v: relu_max_over(*windows_2x2(v)), x)
+    plain_out, plain_vjp = jax.vjp(lambda v: jax.nn.relu(v.reshape(2, 3, 2, 2, 2, 3)
+                                                          .max(axis=(2, 4))), x)
+    np.testing.assert_array_equal(fast_out, plain_out)
+    np.testing.assert_allclose(fast_vjp(g)[0], plain_vjp(g)[0], rtol=1e-6)
+    assert float(fast_vjp(g)[0][0, 0, 0, 0]) == pytest.approx(float(g[0, 0, 0, 0]) / 4)
+    assert float(jnp.abs(fast_vjp(g)[0][1, :2, :2, 1]).max()) == 0.0  # max <= 0: no gradient
+
+
+def test_dense_transposed_grad_matches_nn_dense():
+    import flax.linen as nn
+    x = jax.random.normal(jax.random.key(7), (3, 10))
+    fast, plain = DenseTransposedGrad(4), nn.Dense(4)
+    variables = plain.init(jax.random.key(0), x)
+    assert (jax.tree.structure(fast.init(jax.random.key(0), x))
+            == jax.tree.structure(variables))
+    for a, b in zip(jax.tree.leaves(fast.init(jax.random.key(0), x)), jax.tree.leaves(variables)):
+        np.testing.assert_array_equal(a, b)
+
+    def loss(model, v, xa):
+        return jnp.sin(model.apply(v, xa)).sum()
+
+    for a, b in zip(jax.tree.leaves(jax.grad(loss, argnums=(1, 2))(fast, variables, x)),
+                    jax.tree.leaves(jax.grad(loss, argnums=(1, 2))(plain, variables, x))):
+        _close(a, b)
+    _close(jax.jit(jax.grad(lambda xa: matmul_transposed_grad(xa, variables["params"]["kernel"])
+                            .sum()))(x),
+           jax.grad(lambda xa: (xa @ variables["params"]["kernel"]).sum())(x))
