@@ -12,7 +12,13 @@ from __future__ import annotations
 
 import flax.linen as nn
 
-from dfjax.models._common import DenseTransposedGrad, Normalize, PooledConv, max_pool_2x2, relu_max_over
+from dfjax.models._common import (
+    DenseTransposedGrad,
+    Normalize,
+    PooledConv,
+    max_pool_2x2,
+    relu_max_over,
+)
 from dfjax.types import Images, Logits
 
 
@@ -43,7 +49,7 @@ class CNN7(nn.Module):
     def __call__(self, x: Images, train: bool = False) -> Logits:
         x = Normalize()(x)  # no dropout or BatchNorm: train only picks the layers
         for i, features in enumerate(self.conv_features):
-            if self.fast and not train:  # relu(max(z)) == max(relu(z)); ReLU on the pooled map is 4x cheaper
+            if self.fast and not train:  # relu(max(z)) == max(relu(z)): one reduction
                 x = relu_max_over(*PooledConv(features, 3, name=f"Conv_{i}")(x))
             else:
                 x = nn.relu(nn.Conv(features, (3, 3), padding="SAME", name=f"Conv_{i}")(x))

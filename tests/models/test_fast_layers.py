@@ -1,6 +1,7 @@
 """The fast conv + pool layers (dfjax/models/_common.py) compute the plain layers'
 function: forward, input gradient and parameter gradients, in eval and training mode."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -172,7 +173,6 @@ def test_relu_max_over_matches_relu_of_max_with_ties():
 
 
 def test_dense_transposed_grad_matches_nn_dense():
-    import flax.linen as nn
     x = jax.random.normal(jax.random.key(7), (3, 10))
     fast, plain = DenseTransposedGrad(4), nn.Dense(4)
     variables = plain.init(jax.random.key(0), x)
