@@ -7,6 +7,14 @@ import os
 import pytest
 
 
+def pytest_configure(config):
+    """One JAX CPU device per core, as `dfjax run` has (dfjax.xla.use_cpu_cores), before
+    any benchmark starts JAX."""
+    from dfjax.xla import use_cpu_cores
+
+    use_cpu_cores()
+
+
 def pytest_addoption(parser):
     parser.addoption("--short", action="store_true", help="the quick CI subset")
 

@@ -1,6 +1,7 @@
 """Throughput of forward, FGSM, PGD-10, APGD and Square per model (images/s), with
 compile time measured on its own (`lower().compile()`), memory of the compiled
-executable, FLOPs from XLA's cost analysis, and every figure relative to the
+executable (per device: the batch is split across the CPU devices as in the runner,
+dfjax.xla.compile_split), FLOPs from XLA's cost analysis, and every figure relative to the
 calibration matmul timed in the same process."""
 
 import jax
@@ -12,6 +13,7 @@ from dfjax.attacks import ATTACKS
 from dfjax.benchmarks import cost_flops, plain_model
 from dfjax.config import AttackSpec, ModelSpec
 from dfjax.models import MODELS, build_model, make_logits_fn
+from dfjax.xla import compile_split
 from dfjax.xla import jit as dfjax_jit
 
 EPS = 8 / 255
@@ -64,10 +66,10 @@ def _compiled(model_name, attack, batch, size):
     import time
 
     start = time.perf_counter()
-    compiled = dfjax_jit(_attack_fn(model, attack)).lower(*args).compile()
+    compiled = compile_split(_attack_fn(model, attack), *args)  # batch split as the runner's
     seconds = time.perf_counter() - start
     flops = cost_flops(dfjax_jit(_attack_fn(plain_model(model), attack)).lower(*args).compile())
-    return compiled, args, seconds, flops
+    return compiled, compiled.place(*args), seconds, flops
 
 
 def test_throughput(benchmark, case, short, slowdown, calibration):
@@ -81,14 +83,16 @@ def test_throughput(benchmark, case, short, slowdown, calibration):
 
     benchmark.pedantic(run, warmup_rounds=1, rounds=3 if short else 5, iterations=1)
     median = benchmark.stats.stats.median
-    memory = compiled.memory_analysis()
+    memory = compiled.compiled.memory_analysis()  # per device
+    devices = len(compiled.devices)
     benchmark.extra_info.update({
         "model": model_name, "attack": attack, "batch": batch, "image_size": size,
         "eps": EPS, "options": ATTACK_OPTIONS.get(attack, {}),
         "images_per_second": batch / median,
         "compile_seconds": compile_seconds,
         "flops_per_call": flops,
-        "executed_flops_per_call": cost_flops(compiled),
+        "executed_flops_per_call": devices * cost_flops(compiled.compiled),
+        "devices": devices,
         "percent_of_gemm_rate": 100 * flops / median / (calibration["gflops"] * 1e9),
         "calibration_median_s": calibration["median"],
         "calibration_gflops": calibration["gflops"],

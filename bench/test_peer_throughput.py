@@ -6,8 +6,9 @@ Peers, on the same weights (dfjax.peers.torch_models.from_flax of one Flax init)
   torch_tuned   -- the tightest PGD loop we could write by hand: channels_last
                    model and input, no parameter gradients, summed CE, in-place sign
                    step and clamp to precomputed [lo, hi] bounds under no_grad;
-  dfjax         -- the jitted attack, compiled once with dfjax.xla's options (as
-                   bench/test_attack_throughput.py and the runner), with
+  dfjax         -- the jitted attack, compiled once with dfjax.xla's options and
+                   its batch split across the CPU devices (one per core), as
+                   bench/test_attack_throughput.py and the runner, with
                    `ratio_vs_<peer>` = dfjax img/s / peer img/s and `percent_of_gemm_rate`
                    = FLOPs of the plain-layer model's attack (XLA cost analysis; the fast
                    layers execute ~20% more for cnn7) / median / calibration GEMM rate.
@@ -32,6 +33,7 @@ from dfjax.benchmarks import cost_flops, plain_model
 from dfjax.config import AttackSpec, ModelSpec
 from dfjax.models import MODELS, build_model, make_logits_fn
 from dfjax.peers.torch_models import from_flax, nhwc_to_nchw
+from dfjax.xla import compile_split
 from dfjax.xla import jit as dfjax_jit
 
 BATCH = 64
@@ -151,9 +153,10 @@ def test_dfjax(benchmark, case, short, calibration):
 
     args = (variables, jnp.asarray(x), jnp.asarray(y), jax.random.key(1), jnp.float32(EPS))
     start = time.perf_counter()
-    compiled = dfjax_jit(attack_fn(model)).lower(*args).compile()
+    compiled = compile_split(attack_fn(model), *args)  # the batch split as in the runner
     compile_seconds = time.perf_counter() - start
     flops = cost_flops(dfjax_jit(attack_fn(plain_model(model))).lower(*args).compile())
+    args = compiled.place(*args)
     benchmark.pedantic(lambda: jax.block_until_ready(compiled(*args)), warmup_rounds=1,
                        rounds=_rounds(short), iterations=1)
     median = benchmark.stats.stats.median
@@ -161,6 +164,7 @@ def test_dfjax(benchmark, case, short, calibration):
               for (m, a, impl), rate in _RATES.items() if (m, a) == (model_name, attack)}
     _record(benchmark, calibration, model_name, attack, "dfjax", size,
             compile_seconds=compile_seconds, flops_per_call=flops,
-            executed_flops_per_call=cost_flops(compiled),
+            executed_flops_per_call=len(compiled.devices) * cost_flops(compiled.compiled),
+            devices=len(compiled.devices),
             percent_of_gemm_rate=100 * flops / median / (calibration["gflops"] * 1e9),
             **ratios)

@@ -25,7 +25,9 @@ def cmd_run(args) -> int:
     from dfjax.configs import get_config
     from dfjax.runner import ConfigError, apply_overrides, expand, run_matrix
     from dfjax.store import Store
+    from dfjax.xla import use_cpu_cores
 
+    use_cpu_cores()  # one JAX CPU device per core, to split attack batches (dfjax/xla.py)
     try:
         config = apply_overrides(get_config(args.config), args.set)
         only = _parse_only(args.only)

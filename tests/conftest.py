@@ -5,7 +5,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from dfjax.xla import use_cpu_cores
+
 jax.config.update("jax_numpy_rank_promotion", "raise")
+# Two CPU devices whatever the machine, as `dfjax run` has on the 2-core CI machine, so
+# the tests run attacks with their batch split as the runner does (dfjax/xla.py).
+use_cpu_cores(2)
 
 
 @pytest.fixture(scope="session")
