@@ -80,6 +80,6 @@ def one_pixel(
         pop = jnp.where(better[:, :, None, None], child, pop)
         return pop, jnp.minimum(child_fit, fit)
 
-    pop, fit = attack_loop(iterations, step, (pop, fit))
+    pop, fit = attack_loop(iterations, step, (pop, fit), uses_gradients=False)  # _loops.py
     best = jnp.take_along_axis(pop, jnp.argmin(fit, axis=1)[:, None, None, None], axis=1)[:, 0]
     return jax.vmap(_apply, (0, 0, None))(x, best, n_active)

@@ -79,5 +79,6 @@ def square(
         tcp = jnp.where(accept, true_class_probability(logits, y), trace[i])
         return x_best, loss_best, trace.at[i + 1].set(tcp)
 
-    x_best, _, trace = attack_loop(num_iterations, step, (x_best, loss_best, trace))
+    x_best, _, trace = attack_loop(num_iterations, step, (x_best, loss_best, trace),
+                                   uses_gradients=False)  # forward only: rolled (_loops.py)
     return (x_best, trace) if return_trace else x_best

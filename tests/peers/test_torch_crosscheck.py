@@ -56,7 +56,7 @@ pytestmark = pytest.mark.slow
 N_EVAL = 256
 DELTAS = (0.5, 1, 2, 4)  # eps = delta / 255
 SQUARE_DELTAS = (1, 4)  # Square is the slow part (100 forward passes per budget)
-SQUARE_ITERATIONS = 100  # dfjax: 101 queries, unrolled (<= MAX_UNROLL)  # torchattacks n_queries = iterations after the first query
+SQUARE_ITERATIONS = 100  # dfjax: 101 queries (a rolled loop: forward only)  # torchattacks n_queries = iterations after the first query
 SQUARE_P_INIT = 0.05  # dfjax's default; passed to both
 TOLERANCE = {"pgd": 0.06, "apgd_ce": 0.06, "square": 0.12}
 
