@@ -164,7 +164,7 @@ def test_dfjax(benchmark, case, short, calibration):
               for (m, a, impl), rate in _RATES.items() if (m, a) == (model_name, attack)}
     _record(benchmark, calibration, model_name, attack, "dfjax", size,
             compile_seconds=compile_seconds, flops_per_call=flops,
-            executed_flops_per_call=len(compiled.devices) * cost_flops(compiled.compiled),
+            executed_flops_per_call=cost_flops(compiled),
             devices=len(compiled.devices),
             percent_of_gemm_rate=100 * flops / median / (calibration["gflops"] * 1e9),
             **ratios)

@@ -50,10 +50,16 @@ def calibration_seconds(*, rounds: int = 7, size: int = CALIBRATION_SIZE) -> dic
 
 
 def cost_flops(compiled: Any) -> float:
-    """XLA cost-analysis FLOPs of a compiled executable (0 if XLA gives none)."""
+    """XLA cost-analysis FLOPs of a compiled executable (0 if XLA gives none), or of a
+    dfjax.xla.SplitCompiled for its whole batch (XLA counts one device's share)."""
+    from dfjax.xla import SplitCompiled
+
+    devices = 1
+    if isinstance(compiled, SplitCompiled):
+        compiled, devices = compiled.compiled, len(compiled.devices)
     cost = compiled.cost_analysis() or {}
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    return float(cost.get("flops", 0.0))
+    return devices * float(cost.get("flops", 0.0))
 
 
 def plain_model(model: Any) -> Any:

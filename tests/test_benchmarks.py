@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from dfjax.benchmarks import compare
+from dfjax.benchmarks import compare, cost_flops
 from dfjax.cli import main
 
 
@@ -58,3 +58,19 @@ def test_short_bench_writes_json_and_slowed_build_is_flagged(tmp_path):
     run(tmp_path / "slow.json", 6)
     regressions, _ = compare(tmp_path / "base.json", tmp_path / "slow.json")
     assert any("forward" in r.name for r in regressions)
+
+
+def test_cost_flops_of_a_split_function_counts_the_whole_batch():
+    import jax.numpy as jnp
+
+    from dfjax.xla import compile_split, jit
+
+    def f(w, x, y):
+        return x @ w + y[:, None]
+
+    args = (jnp.ones((64, 64)), jnp.ones((128, 64)), jnp.ones(128))
+    split = compile_split(f, *args)
+    assert len(split.devices) == 2
+    whole = cost_flops(jit(f).lower(*args).compile())
+    assert whole > 0
+    assert cost_flops(split) == pytest.approx(whole, rel=1e-3)  # XLA counts per device
