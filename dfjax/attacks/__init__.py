@@ -14,7 +14,7 @@ from typing import Any
 import functools
 
 from dfjax.attacks._checks import check_budget, check_steps
-from dfjax.attacks._losses import cross_entropy, margin, true_class_probability
+from dfjax.losses import cross_entropy, margin, true_class_probability
 from dfjax.attacks._projections import NORMS, changed_pixels, perturbation_norms, project
 from dfjax.attacks.apgd import apgd
 from dfjax.attacks.auto import PRESETS, auto, black_box_beats_white_box, member_specs

@@ -10,7 +10,7 @@ import numpy as np
 
 from dfjax.attacks._checks import check_batch, check_budget, check_choice, check_steps
 from dfjax.attacks._loops import attack_loop
-from dfjax.attacks._losses import LOSSES, true_class_probability
+from dfjax.losses import LOSSES, true_class_probability
 from dfjax.attacks._projections import ascent_direction, project, random_in_ball
 from dfjax.attacks._restarts import best_over_restarts
 from dfjax.types import Images, Labels, LogitsFn

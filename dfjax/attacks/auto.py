@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dfjax.attacks._checks import check_batch, check_budget, check_choice
-from dfjax.attacks._losses import predicted_class
+from dfjax.losses import predicted_class
 from dfjax.config import AttackSpec
 from dfjax.types import Images, Labels, LogitsFn
 

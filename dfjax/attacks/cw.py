@@ -7,7 +7,7 @@ import jax.numpy as jnp
 
 from dfjax.attacks._checks import check_batch, check_budget, check_steps
 from dfjax.attacks._loops import attack_loop
-from dfjax.attacks._losses import margin
+from dfjax.losses import margin
 from dfjax.types import Images, Labels, LogitsFn
 
 _ADAM_B1, _ADAM_B2, _ADAM_EPS = 0.9, 0.999, 1e-8

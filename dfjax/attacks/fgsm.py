@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 
 from dfjax.attacks._checks import check_batch, check_budget
-from dfjax.attacks._losses import LOSSES
+from dfjax.losses import LOSSES
 from dfjax.attacks._projections import ascent_direction, project
 from dfjax.types import Images, Labels, LogitsFn
 

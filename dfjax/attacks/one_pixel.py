@@ -7,7 +7,7 @@ import jax.numpy as jnp
 
 from dfjax.attacks._checks import check_batch, check_budget, check_steps
 from dfjax.attacks._loops import attack_loop
-from dfjax.attacks._losses import true_class_probability
+from dfjax.losses import true_class_probability
 from dfjax.types import Images, Labels, LogitsFn
 
 DIFFERENTIAL_WEIGHT = 0.5  # F of DE/rand/1 (Su et al. Sec. 3.2)

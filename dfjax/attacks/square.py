@@ -8,7 +8,7 @@ import numpy as np
 
 from dfjax.attacks._checks import check_batch, check_budget, check_steps
 from dfjax.attacks._loops import attack_loop
-from dfjax.attacks._losses import margin, true_class_probability
+from dfjax.losses import margin, true_class_probability
 from dfjax.attacks._projections import project
 from dfjax.types import Images, Labels, LogitsFn
 

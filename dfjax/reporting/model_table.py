@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dfjax.attacks._losses import cross_entropy
+from dfjax.losses import cross_entropy
 from dfjax.config import ModelSpec
 from dfjax.models import build_model
 from dfjax.xla import jit as dfjax_jit

@@ -18,7 +18,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from dfjax.attacks import ATTACKS, black_box_beats_white_box
-from dfjax.attacks._losses import true_class_probability, two_class_logits
+from dfjax.losses import true_class_probability, two_class_logits
 from dfjax.attacks._projections import changed_pixels, perturbation_norms
 from dfjax.config import Cell, MatrixConfig
 from dfjax.data import load_dataset

@@ -13,7 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from dfjax.attacks._losses import cross_entropy
+from dfjax.losses import cross_entropy
 from dfjax.attacks._projections import project, random_in_ball
 from dfjax.attacks.pgd import pgd
 from dfjax.config import TrainSpec

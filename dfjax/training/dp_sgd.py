@@ -15,7 +15,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from dfjax.attacks._losses import cross_entropy
+from dfjax.losses import cross_entropy
 from dfjax.config import TrainSpec
 from dfjax.training.accountant import dp_sgd_epsilon
 from dfjax.training.recipes import apply_train, check_options

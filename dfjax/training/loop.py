@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from dfjax.attacks._losses import cross_entropy, predicted_class
+from dfjax.losses import cross_entropy, predicted_class
 from dfjax.config import TrainSpec
 from dfjax.data.base import Split
 from dfjax.training.recipes import RECIPES

@@ -21,7 +21,7 @@ from typing import Any
 
 import flax.linen as nn
 
-from dfjax.attacks._losses import cross_entropy
+from dfjax.losses import cross_entropy
 from dfjax.config import TrainSpec
 from dfjax.registry import Registry
 

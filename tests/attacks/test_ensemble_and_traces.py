@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from dfjax.attacks import ATTACKS, black_box_beats_white_box, member_specs
-from dfjax.attacks._losses import predicted_class, true_class_probability
+from dfjax.losses import predicted_class, true_class_probability
 from dfjax.attacks.apgd import checkpoints
 from dfjax.attacks.square import p_schedule
 from dfjax.config import AttackSpec

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from dfjax.attacks import fgsm, pgd
-from dfjax.attacks._losses import cross_entropy
+from dfjax.losses import cross_entropy
 from dfjax.attacks._projections import random_in_ball
 from dfjax.models import MODELS, make_logits_fn
 from dfjax.xla import jit as dfjax_jit

@@ -2,7 +2,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dfjax.attacks._losses import cross_entropy, margin, true_class_probability, two_class_logits
+from dfjax.losses import cross_entropy, margin, true_class_probability, two_class_logits
 
 
 def test_single_logit_equals_two_logit_form():

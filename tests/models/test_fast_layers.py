@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dfjax.attacks._losses import cross_entropy
+from dfjax.losses import cross_entropy
 from dfjax.models import MODELS
 from dfjax.models._common import (
     DenseTransposedGrad,

@@ -7,7 +7,7 @@ import numpy as np
 import optax
 import pytest
 
-from dfjax.attacks._losses import cross_entropy
+from dfjax.losses import cross_entropy
 from dfjax.config import ModelSpec, TrainSpec
 from dfjax.data.base import Split
 from dfjax.models import build_model

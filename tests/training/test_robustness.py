@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from dfjax.attacks import pgd
-from dfjax.attacks._losses import predicted_class
+from dfjax.losses import predicted_class
 from dfjax.config import DatasetSpec, ModelSpec, TrainSpec
 from dfjax.data import load_dataset
 from dfjax.models import build_model, make_logits_fn

@@ -1,9 +1,11 @@
-"""Losses attacks maximise, defined for a 2-logit softmax head and a 1-logit sigmoid head."""
+"""Losses and probabilities of a detector's logits, for a 2-logit softmax head and a 1-logit
+sigmoid head: what attacks maximise, training minimises and metrics score. Label 1 = fake."""
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from dfjax.types import Labels, Logits
 
@@ -42,3 +44,8 @@ def true_class_probability(logits: Logits, y: Labels) -> jax.Array:
 
 def predicted_class(logits: Logits) -> jax.Array:
     return jnp.argmax(two_class_logits(logits), axis=-1)
+
+
+def fake_probability(logits) -> np.ndarray:
+    """p(fake | x) per example, float32 [b] in [0, 1], from [b, 2] or [b, 1] logits."""
+    return np.asarray(jax.nn.softmax(two_class_logits(jnp.asarray(logits)), axis=-1)[:, 1])
