@@ -14,10 +14,10 @@ from typing import Any
 import functools
 
 from dfjax.attacks._checks import check_budget, check_steps
-from dfjax.losses import cross_entropy, margin, true_class_probability
 from dfjax.attacks._projections import NORMS, changed_pixels, perturbation_norms, project
 from dfjax.attacks.apgd import apgd
-from dfjax.attacks.auto import PRESETS, auto, black_box_beats_white_box, member_specs
+from dfjax.attacks import auto
+from dfjax.attacks.auto import PRESETS, black_box_beats_white_box
 from dfjax.attacks.cw import cw_l2
 from dfjax.attacks.fgsm import fgsm
 from dfjax.attacks.noise import noise
@@ -25,52 +25,56 @@ from dfjax.attacks.one_pixel import one_pixel
 from dfjax.attacks.pgd import pgd
 from dfjax.attacks.square import square
 from dfjax.config import AttackSpec
-from dfjax.registry import Registry
+from dfjax.registry import Entry, Registry
 
 
 @dataclasses.dataclass(frozen=True)
-class AttackEntry:
+class AttackEntry(Entry):
     """How the runner calls an attack.
 
-    fn: the pure attack. norms: the norms it supports. options: its static options
-    and their defaults. derive: traced keyword arguments computed from (eps, options),
-    e.g. PGD's step size 2.5 * eps / num_steps (Madry et al.).
+    fn: the pure attack. norms: the norms it supports. options (Entry): its static
+    options and their defaults. derive: traced keyword arguments computed from (eps,
+    options), e.g. PGD's step size 2.5 * eps / num_steps (Madry et al.).
     traces: fn takes a static `return_trace` and then returns (x_adv, trace [t, b]) of
     the true-class probability after each step. minimal_norm: fn takes a static
     `return_distance` and then returns (x_adv, distance to flip [b], inf if none).
-    members: for an ensemble, (spec, options) -> the member AttackSpecs the runner
-    runs one after another on the points still robust.
+    members: for an ensemble, (spec, options) -> the member AttackSpecs run one after
+    another on the points still robust (`dfjax.attacks.auto.run_ensemble`); fn is None.
     """
 
-    fn: Callable
+    fn: Callable | None
     norms: tuple[str, ...] = NORMS
-    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     derive: Callable[[Any, Mapping[str, Any]], dict] | None = None
     traces: bool = False
     minimal_norm: bool = False
     members: Callable[[AttackSpec, Mapping[str, Any]], list[AttackSpec]] | None = None
 
-    def resolve_options(self, spec: AttackSpec) -> dict[str, Any]:
-        """Defaults overridden by spec.options; unknown options and norms are rejected."""
-        unknown = set(dict(spec.options)) - set(self.options)
-        if unknown:
-            raise ValueError(
-                f"attack {spec.name!r} has no option(s) {sorted(unknown)}; "
-                f"its options: {sorted(self.options) or 'none'}"
-            )
+    def resolve_options(self, given: Mapping[str, Any] | tuple = ()) -> dict[str, Any]:
+        """Entry.resolve_options, and every loop count an int >= 1."""
+        options = super().resolve_options(given)
+        for name in COUNT_OPTIONS & set(options):
+            check_steps(options[name], name)
+        return options
+
+    def resolve_spec(self, spec: AttackSpec) -> dict[str, Any]:
+        """The spec's options with defaults; unknown options, norms and budgets rejected."""
+        try:
+            options = self.resolve_options(spec.options)
+        except ValueError as e:
+            raise ValueError(f"attack {spec.name!r} {e}") from None
         if spec.norm not in self.norms:
             raise ValueError(f"attack {spec.name!r} supports norms {self.norms}, not {spec.norm!r}")
         check_budget(spec.eps, spec.norm)
-        options = {**self.options, **dict(spec.options)}
-        for name in COUNT_OPTIONS & set(options):
-            check_steps(options[name], name)
         return options
 
     def bind(self, spec: AttackSpec, **extra_static) -> Callable:
         """attack(logits_fn, x, y, key, eps) with the spec's static options fixed.
 
         extra_static: further static keywords, e.g. return_trace=True (if `traces`)."""
-        options = self.resolve_options(spec)
+        if self.fn is None:
+            raise TypeError(f"attack {spec.name!r} is an ensemble: run it with "
+                            "dfjax.attacks.auto.run_ensemble")
+        options = self.resolve_spec(spec)
         static = {k: v for k, v in options.items() if not k.startswith("rel_")} | extra_static
 
         def attack(logits_fn, x, y, key, eps):
@@ -93,7 +97,7 @@ _PGD_OPTIONS = {"num_steps": 10, "loss": "ce", "rand_init": True, "num_restarts"
                 "rel_step_size": 2.5}
 _APGD_OPTIONS = {"num_steps": 20, "num_restarts": 1, "rand_init": True}
 
-ATTACKS: Registry = Registry("attack")
+ATTACKS: Registry[AttackEntry] = Registry("attack")
 
 ATTACKS.register("noise", AttackEntry(noise, options={"distribution": "sign"}))
 ATTACKS.register("fgsm", AttackEntry(fgsm, options={"loss": "ce"}))
@@ -116,11 +120,11 @@ ATTACKS.register("cw_l2", AttackEntry(
     options={"num_steps": 50, "binary_search_steps": 5, "learning_rate": 0.01,
              "initial_const": 0.1, "kappa": 0.0}))
 ATTACKS.register("auto", AttackEntry(
-    auto, options={"preset": "v1", "num_steps": 20, "num_queries": 200},
-    members=member_specs))
+    None, options=auto.OPTIONS, check=auto.check_options,
+    members=lambda spec, options: auto.member_specs(spec, options, ATTACKS)))
 
 __all__ = [
-    "ATTACKS", "AttackEntry", "PRESETS", "apgd", "auto", "black_box_beats_white_box",
+    "ATTACKS", "AttackEntry", "PRESETS", "apgd", "black_box_beats_white_box",
     "changed_pixels", "cw_l2", "fgsm", "noise", "one_pixel", "pgd", "project",
-    "perturbation_norms", "square", "cross_entropy", "margin", "true_class_probability",
+    "perturbation_norms", "square",
 ]

@@ -4,39 +4,47 @@ A preset is a versioned, frozen list of member attacks: changing what "v1" runs
 would silently change stored results, so a new ensemble gets a new preset name.
 Our members use the 2-class logit margin where AutoAttack uses DLR (which needs
 >= 3 classes), so numbers are comparable in spirit, not identical to AutoAttack's.
+
+The protocol (`run_ensemble`) is host-level: member i runs only on the points still
+robust after members 0..i-1, and a point counts as broken by the first member that
+flips it. The runner calls it through `dfjax.attacks.evaluate`; it is the only
+implementation of the ensemble.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from dfjax.attacks._checks import check_batch, check_budget, check_choice
-from dfjax.losses import predicted_class
+from dfjax.attacks._checks import check_choice
 from dfjax.config import AttackSpec
-from dfjax.types import Images, Labels, LogitsFn
+from dfjax.losses import predicted_class
 
 # name -> members in order; each member runs only on points still robust after the ones before.
 PRESETS: dict[str, tuple[str, ...]] = {
     "v1": ("apgd_ce", "apgd_margin", "square"),
 }
+OPTIONS: dict[str, Any] = {"preset": "v1", "num_steps": 20, "num_queries": 200}
 # Members that read gradients. Anything else (square, one_pixel, noise) is black box.
 WHITE_BOX = frozenset({"fgsm", "pgd", "pgd_targeted", "apgd_ce", "apgd_margin", "cw_l2"})
+# Per-example outputs an ensemble takes from the member that broke a point.
+PER_EXAMPLE = ("adv", "linf", "l2", "l0")
 
 
-def member_specs(spec: AttackSpec, options: Mapping[str, Any]) -> list[AttackSpec]:
-    """The member attacks of an `auto` spec at the same eps and norm; members that do
-    not support the norm (square is Linf only) are left out."""
-    from dfjax.attacks import ATTACKS  # the registry imports this module
-
+def check_options(options: Mapping[str, Any]) -> None:
     check_choice(options["preset"], PRESETS, "preset")
+
+
+def member_specs(spec: AttackSpec, options: Mapping[str, Any], attacks) -> list[AttackSpec]:
+    """The member attacks of an `auto` spec at the same eps and norm, in preset order;
+    members that do not support the norm (square is Linf only) are left out.
+    attacks: the attack registry (name -> entry with `norms` and `options`)."""
+    check_options(options)
     specs = []
     for name in PRESETS[options["preset"]]:
-        entry = ATTACKS.get(name)
+        entry = attacks.get(name)
         if spec.norm not in entry.norms:
             continue
         own = {"num_steps": options["num_steps"], "num_queries": options["num_queries"]}
@@ -45,31 +53,46 @@ def member_specs(spec: AttackSpec, options: Mapping[str, Any]) -> list[AttackSpe
     return specs
 
 
-def auto(
-    logits_fn: LogitsFn, x: Images, y: Labels, key: jax.Array, *, eps, norm: str = "linf",
-    preset: str = "v1", num_steps: int = 20, num_queries: int = 200,
-) -> Images:
-    """Per example, the first member's output that is misclassified, else x.
+def run_ensemble(
+    members: Sequence[AttackSpec], run_member: Callable[[int, AttackSpec, np.ndarray], dict],
+    y: np.ndarray,
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The AutoAttack protocol on one batch.
 
-    The pure, jittable form (every member runs on the whole batch); the runner runs
-    the same ensemble at the host level, each member only on points still robust,
-    and reports a per-member breakdown. Member i gets key fold_in(key, i).
-    x: float32 [b, h, w, c] in [0, 1]; y: int [b]. Returns x_adv within eps.
+    run_member(i, member, idx) attacks the points `idx` (int [m], indices into the batch)
+    with member i and returns numpy outputs over those points: "clean" and "adv" logits
+    [m, k], "linf", "l2", "l0" [m], "in_range" (bool). Member 0 runs on every point; its
+    clean logits decide which points start robust. y: int [b].
+
+    Returns (outputs over the batch: clean and adv logits, norms -- zero where no member
+    broke the point -- and in_range, all members' AND; flipped_by {member name: bool [b]},
+    True where that member broke the point).
     """
-    from dfjax.attacks import ATTACKS
-
-    check_batch(x, y)
-    check_budget(eps, norm)
-    options = {"preset": preset, "num_steps": num_steps, "num_queries": num_queries}
-    robust = predicted_class(logits_fn(x)) == y
-    x_adv = x
-    for i, member in enumerate(member_specs(AttackSpec(name="auto", norm=norm), options)):
-        attack = ATTACKS.get(member.name).bind(member)
-        x_m = attack(logits_fn, x, y, jax.random.fold_in(key, i), eps)
-        flipped = robust & (predicted_class(logits_fn(x_m)) != y)
-        x_adv = jnp.where(flipped[:, None, None, None], x_m, x_adv)
-        robust = robust & ~flipped
-    return x_adv
+    y = np.asarray(y)
+    b = len(y)
+    out: dict[str, Any] | None = None
+    robust = np.zeros(b, bool)
+    flipped_by = {}
+    for i, member in enumerate(members):
+        flipped_by[member.name] = np.zeros(b, bool)
+        idx = np.arange(b) if out is None else np.flatnonzero(robust)
+        if len(idx) == 0:
+            continue
+        res = run_member(i, member, idx)
+        if out is None:  # the first member ran on every point: clean logits for all
+            out = {"clean": res["clean"], "adv": res["clean"].copy(), "in_range": True}
+            out |= {k: np.zeros_like(res[k]) for k in ("linf", "l2", "l0")}
+            robust = np.asarray(predicted_class(out["clean"])) == y
+        out["in_range"] &= bool(res["in_range"])
+        flipped = robust[idx] & (np.asarray(predicted_class(res["adv"])) != y[idx])
+        hit = idx[flipped]
+        for k in PER_EXAMPLE:
+            out[k][hit] = res[k][flipped]
+        flipped_by[member.name][hit] = True
+        robust[hit] = False
+    if out is None:
+        raise ValueError("an ensemble needs at least one member for this norm")
+    return out, flipped_by
 
 
 def black_box_beats_white_box(flipped_by: Mapping[str, np.ndarray],

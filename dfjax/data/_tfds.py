@@ -11,6 +11,7 @@ never leaves a dataset that looks complete.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,20 +22,33 @@ import tensorflow_datasets as tfds
 
 from dfjax.config import DatasetSpec
 from dfjax.data.base import SPLITS, DatasetSplits, Split
+from dfjax.registry import Entry
 
 
 class ArrayBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
-    """Subclasses set `num_channels`, `description`, `homepage` and implement
-    `generate_split(split)`, yielding dicts with `image` (uint8 [h, w, c]), `label`,
-    and optionally `group` and `frame`. Counts of skipped inputs go in `self.report`."""
+    """Subclasses set `num_channels`, `description`, `homepage`, their options (`OPTIONS`:
+    name -> default; `check_options(options)` raises ValueError on a bad value) and
+    implement `generate_split(split)`, yielding dicts with `image` (uint8 [h, w, c]),
+    `label`, and optionally `group` and `frame`. `self.options` holds the spec's options
+    with defaults filled in. Counts of skipped inputs go in `self.report`."""
 
     VERSION = tfds.core.Version("1.0.0")
     num_channels: int = 3
     description: str = ""
     homepage: str = ""
+    OPTIONS: dict[str, Any] = {}
+    OPTION_PREFIXES: tuple[str, ...] = ()
+
+    @staticmethod
+    def check_options(options: dict[str, Any]) -> None:
+        """Hook: raise ValueError for an option value the dataset cannot use."""
 
     def __init__(self, *, spec: DatasetSpec, data_dir: Path, manual_dir: Path | None = None):
         self.spec = spec
+        try:
+            self.options = BuilderDataset.of(type(self)).resolve_options(spec.options)
+        except ValueError as e:
+            raise ValueError(f"dataset {spec.name!r} {e}") from None
         self.manual_path = Path(manual_dir) if manual_dir is not None else None
         self.report: dict[str, Any] = {}
         root = Path(data_dir) / spec.name / spec.digest()
@@ -113,3 +127,36 @@ class ArrayBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         report = json.loads(self.report_path.read_text()) if self.report_path.exists() else {}
         return DatasetSplits(**splits, info={"report": report, "data_dir": str(self.data_dir),
                                              "report_path": str(self.report_path)})
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class BuilderDataset(Entry):
+    """Registry entry for a dataset backed by an `ArrayBuilder` subclass; its options,
+    check and description are the builder class's (`BuilderDataset.of(cls)`)."""
+
+    builder_cls: type[ArrayBuilder]
+    derived: bool = False  # built from another dataset: the builder takes `load_source`
+
+    @classmethod
+    def of(cls, builder_cls: type[ArrayBuilder], *, derived: bool = False) -> BuilderDataset:
+        return cls(builder_cls=builder_cls, derived=derived, options=dict(builder_cls.OPTIONS),
+                   check=builder_cls.check_options,
+                   option_prefixes=builder_cls.OPTION_PREFIXES,
+                   description=builder_cls.description)
+
+    def builder(self, spec: DatasetSpec, *, data_dir: Path, manual_dir: Path | None = None,
+                **context) -> ArrayBuilder:
+        """context: what a derived dataset needs besides files (`load_source`)."""
+        return self.builder_cls(spec=spec, data_dir=data_dir, manual_dir=manual_dir, **context)
+
+    def load(self, spec: DatasetSpec, *, data_dir: Path, manual_dir: Path | None = None,
+             **context) -> DatasetSplits:
+        return self.builder(spec, data_dir=data_dir, manual_dir=manual_dir,
+                            **context).load_splits()
+
+
+def show_progress_bars(enabled: bool) -> None:
+    """Turn tensorflow-datasets' own progress bars ("Generating splits...", "Shuffling
+    ...") on or off. TFDS keeps this switch per process; the command line sets it from
+    `--no-progress` on every `dfjax run` and `dfjax data prepare`."""
+    tfds.display_progress_bar(enabled)

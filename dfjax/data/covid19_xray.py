@@ -44,13 +44,16 @@ class Covid19XrayBuilder(ManualBuilder, skip_registration=True):
                    "Covid (1) vs Normal (0) by default, option classes=3 adds Viral Pneumonia.")
     homepage = "https://www.kaggle.com/datasets/pranavraikokte/covid19-image-dataset"
     layout = LAYOUT
+    OPTIONS = {"classes": 2}
+
+    @staticmethod
+    def check_options(options):
+        if options["classes"] not in CLASS_LABELS:
+            raise ValueError(f"option classes must be 2 or 3, got {options['classes']!r}")
 
     @property
     def classes(self) -> int:
-        classes = int(self.spec.option("classes", 2))
-        if classes not in CLASS_LABELS:
-            raise ValueError(f"covid19_xray: option classes must be 2 or 3, got {classes}")
-        return classes
+        return int(self.options["classes"])
 
     def check_layout(self) -> None:
         self.data_root = self.manual_path / ROOT
@@ -59,7 +62,6 @@ class Covid19XrayBuilder(ManualBuilder, skip_registration=True):
         for part in ("train", "test"):
             if not (self.data_root / part).is_dir():
                 raise self.missing(f"{ROOT}/{part} is not in the manual download folder")
-        self.classes  # noqa: B018  (validates the option before any work)
 
     def items(self, split: str, skips: SkipLog) -> list[tuple[Path, int]]:
         part = "test" if split == "test" else "train"
@@ -100,7 +102,3 @@ class Covid19XrayBuilder(ManualBuilder, skip_registration=True):
             "per_label": {str(k): v for k, v in sorted(counts.items())}, "cap": cap,
             "skipped": skips.as_dict(), "seconds": round(time.perf_counter() - start, 3)}
 
-
-from dfjax.data import DATASETS, BuilderDataset  # noqa: E402  (dfjax.data imports us last)
-
-DATASETS.register("covid19_xray", BuilderDataset(Covid19XrayBuilder))

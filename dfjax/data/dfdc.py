@@ -146,10 +146,18 @@ class DfdcBuilder(ManualBuilder, skip_registration=True):
                    "Haar-cascade face cropped with a 1.3x margin; splits by video cluster.")
     homepage = "https://www.kaggle.com/competitions/deepfake-detection-challenge/data"
     layout = LAYOUT
+    OPTIONS = {"frames_per_video": DEFAULT_FRAMES_PER_VIDEO, "margin": DEFAULT_MARGIN,
+               "detect_size": 640}
+
+    @staticmethod
+    def check_options(options):
+        if int(options["frames_per_video"]) < 1:
+            raise ValueError(f"option frames_per_video must be >= 1, got "
+                             f"{options['frames_per_video']!r}")
 
     @property
     def frames_per_video(self) -> int:
-        return int(self.spec.option("frames_per_video", DEFAULT_FRAMES_PER_VIDEO))
+        return int(self.options["frames_per_video"])
 
     def check_layout(self) -> None:
         if not any(self.manual_path.rglob("metadata.json")):
@@ -159,7 +167,7 @@ class DfdcBuilder(ManualBuilder, skip_registration=True):
         if not entries:
             raise self.missing("no video named in a metadata.json exists")
         self.splits = assign_splits(entries, seed=self.spec.seed)
-        self.detector = FaceDetector(detect_size=int(self.spec.option("detect_size", 640)))
+        self.detector = FaceDetector(detect_size=int(self.options["detect_size"]))
         self.report.update({"frames_per_video": self.frames_per_video,
                             "skipped_before_reading": self.skips.as_dict(), "videos": {}})
 
@@ -171,7 +179,7 @@ class DfdcBuilder(ManualBuilder, skip_registration=True):
         counts = {"videos": 0, "frames": 0, "sampled_frames": 0, "real": 0, "fake": 0,
                   "tracked": 0}
         sampled_by_label = {"real": 0, "fake": 0}
-        margin = float(self.spec.option("margin", DEFAULT_MARGIN))
+        margin = float(self.options["margin"])
         for entry in chosen:
             try:
                 faces = video_face_crops(entry.path, frames_per_video=self.frames_per_video,
@@ -205,7 +213,3 @@ class DfdcBuilder(ManualBuilder, skip_registration=True):
                 k: round(counts[k] / n, 4) if n else None for k, n in sampled_by_label.items()},
             "skipped": skips.as_dict(), "seconds": round(time.perf_counter() - start, 3)}
 
-
-from dfjax.data import DATASETS, BuilderDataset  # noqa: E402  (dfjax.data imports us last)
-
-DATASETS.register("dfdc", BuilderDataset(DfdcBuilder))

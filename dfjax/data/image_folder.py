@@ -41,10 +41,11 @@ class ImageFolderBuilder(ManualBuilder, skip_registration=True):
   DIR/
     real/*.jpg|*.png     (or the folders named by option real=...)
     fake/*.jpg|*.png     (or the folders named by option fake=...)"""
+    OPTIONS = {"real": "real", "fake": "fake", "face_crop": False, "margin": DEFAULT_MARGIN}
 
     def class_folders(self) -> dict[str, int]:
-        real = _names(self.spec.option("real", "real"))
-        fake = _names(self.spec.option("fake", "fake"))
+        real = _names(self.options["real"])
+        fake = _names(self.options["fake"])
         if set(real) & set(fake):
             raise ValueError(f"image_folder: folders {set(real) & set(fake)} are both real "
                              "and fake")
@@ -81,9 +82,8 @@ class ImageFolderBuilder(ManualBuilder, skip_registration=True):
             interleaved += [(by_label[lab][i], lab) for lab in (0, 1) if i < len(by_label[lab])]
         cap = round(SPLIT_FRACTIONS[split] * self.spec.num_examples)
         cropper = None
-        if _as_bool(self.spec.option("face_crop", False)):
-            cropper = face_cropper(size=self.spec.image_size,
-                                   margin=float(self.spec.option("margin", DEFAULT_MARGIN)))
+        if _as_bool(self.options["face_crop"]):
+            cropper = face_cropper(size=self.spec.image_size, margin=float(self.options["margin"]))
         counts = {0: 0, 1: 0}
         for example in read_examples(
                 ((p, lab, stable_id(f"{p.parent.name}/{p.name}")) for p, lab in interleaved),
@@ -96,7 +96,3 @@ class ImageFolderBuilder(ManualBuilder, skip_registration=True):
             "fake": counts[1], "cap": cap, "face_crop": cropper is not None,
             "skipped": skips.as_dict(), "seconds": round(time.perf_counter() - start, 3)}
 
-
-from dfjax.data import DATASETS, BuilderDataset  # noqa: E402  (dfjax.data imports us last)
-
-DATASETS.register("image_folder", BuilderDataset(ImageFolderBuilder))

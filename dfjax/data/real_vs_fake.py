@@ -135,7 +135,3 @@ class RealVsFake140kBuilder(ManualBuilder, skip_registration=True):
             "real": counts[0], "fake": counts[1], "cap": cap, "skipped": skips.as_dict(),
             "seconds": round(time.perf_counter() - start, 3)}
 
-
-from dfjax.data import DATASETS, BuilderDataset  # noqa: E402  (dfjax.data imports us last)
-
-DATASETS.register("real_vs_fake_140k", BuilderDataset(RealVsFake140kBuilder))

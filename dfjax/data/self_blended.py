@@ -22,7 +22,7 @@ same group, so a pair never spans two splits.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -111,27 +111,34 @@ class SelfBlendedBuilder(ArrayBuilder, skip_registration=True):
     description = ("Self-Blended Images (Shiohara & Yamasaki 2022): fakes made by blending "
                    "each real face with a colour/frequency-jittered, shifted copy of itself.")
     homepage = "https://arxiv.org/abs/2204.08376"
+    OPTIONS = {"source": "synthetic_faces"}
+    OPTION_PREFIXES = ("source.",)
 
-    def __init__(self, *, spec: DatasetSpec, data_dir: Path, manual_dir: Path | None = None):
+    @staticmethod
+    def check_options(options):
+        if options["source"] == "self_blended":
+            raise ValueError("cannot use itself as its source")
+
+    def __init__(self, *, spec: DatasetSpec, data_dir: Path, manual_dir: Path | None = None,
+                 load_source: Callable[..., DatasetSplits]):
+        """load_source(spec, data_dir=, manual_dir=) -> DatasetSplits: how the source
+        dataset is loaded (dfjax.data.load_dataset)."""
         self.root_data_dir, self.source_manual_dir = Path(data_dir), manual_dir
+        self.load_source = load_source
         self._source: DatasetSplits | None = None
         super().__init__(spec=spec, data_dir=data_dir, manual_dir=manual_dir)
 
     def source_spec(self) -> DatasetSpec:
-        name = str(self.spec.option("source", "synthetic_faces"))
-        if name == self.spec.name:
-            raise ValueError("self_blended cannot use itself as its source")
+        name = str(self.options["source"])
         options = {k.split(".", 1)[1]: v for k, v in self.spec.options if k.startswith("source.")}
         return DatasetSpec(name=name, image_size=self.spec.image_size,
                            num_examples=self.spec.num_examples, seed=self.spec.seed,
                            options=options)
 
     def before_generate(self) -> None:
-        from dfjax.data import load_dataset  # the registry imports this module
-
         spec = self.source_spec()
-        self._source = load_dataset(spec, data_dir=self.root_data_dir,
-                                    manual_dir=self.source_manual_dir)
+        self._source = self.load_source(spec, data_dir=self.root_data_dir,
+                                        manual_dir=self.source_manual_dir)
         self.report["source"] = spec.to_dict()
 
     def generate_split(self, split: str) -> Iterator[dict[str, Any]]:
@@ -156,7 +163,3 @@ class SelfBlendedBuilder(ArrayBuilder, skip_registration=True):
             "face_box_default": int(len(reals)) - detected,
             "seconds": round(time.perf_counter() - start, 3)}
 
-
-from dfjax.data import DATASETS, BuilderDataset  # noqa: E402  (dfjax.data imports us last)
-
-DATASETS.register("self_blended", BuilderDataset(SelfBlendedBuilder))

@@ -553,19 +553,20 @@ class SyntheticFacesBuilder(ArrayBuilder, skip_registration=True):
     description = ("Procedurally rendered faces; fakes carry face-swap, generator-upsampling "
                    "or skin-smoothing traces; both classes share one camera pipeline.")
     homepage = ""
+    OPTIONS = {"difficulty": DEFAULT_DIFFICULTY, "swap_exposure": DEFAULT_SWAP_EXPOSURE}
+
+    @staticmethod
+    def check_options(options):
+        check_difficulty(options["difficulty"])
+        check_swap_exposure(options["swap_exposure"])
 
     def __init__(self, *, spec: DatasetSpec, data_dir: Path, manual_dir: Path | None = None):
         check_image_size(spec.image_size)
         split_sizes(spec.num_examples)
-        unknown = sorted(set(dict(spec.options)) - {"difficulty", "swap_exposure"})
-        if unknown:
-            raise ValueError(f"synthetic_faces has no option(s) {unknown}; its options are "
-                             "difficulty and swap_exposure")
-        self.difficulty = check_difficulty(spec.option("difficulty", DEFAULT_DIFFICULTY))
-        self.swap_exposure = check_swap_exposure(
-            spec.option("swap_exposure", DEFAULT_SWAP_EXPOSURE))
         self._arrays: dict[str, dict[str, np.ndarray]] = {}
         super().__init__(spec=spec, data_dir=data_dir, manual_dir=manual_dir)
+        self.difficulty = check_difficulty(self.options["difficulty"])
+        self.swap_exposure = check_swap_exposure(self.options["swap_exposure"])
 
     def split_arrays(self, split: str) -> dict[str, np.ndarray]:
         """One split's arrays, generated once per builder instance."""
@@ -593,7 +594,3 @@ class SyntheticFacesBuilder(ArrayBuilder, skip_registration=True):
         for image, label, group in zip(arrays["images"], arrays["labels"], arrays["groups"]):
             yield {"image": image, "label": int(label), "group": int(group)}
 
-
-from dfjax.data import DATASETS, BuilderDataset  # noqa: E402  (dfjax.data imports us last)
-
-DATASETS.register("synthetic_faces", BuilderDataset(SyntheticFacesBuilder))

@@ -153,15 +153,14 @@ class SyntheticVideosBuilder(DfdcBuilder, skip_registration=True):
     description = ("Rendered face clips with pose drift, written as MP4 in the DFDC layout; "
                    "fakes are face swaps whose blending boundary flickers frame to frame.")
     homepage = ""
+    OPTIONS = {**DfdcBuilder.OPTIONS, "frames_per_video": DEFAULT_FRAMES_PER_VIDEO,
+               "clip_frames": DEFAULT_CLIP_FRAMES, "frame_size": DEFAULT_FRAME_SIZE,
+               "difficulty": sf.DEFAULT_DIFFICULTY}
 
     def __init__(self, *, spec: DatasetSpec, data_dir: Path, manual_dir: Path | None = None):
         del manual_dir  # the videos are made, not downloaded
         root = Path(data_dir) / spec.name / spec.digest()
         super().__init__(spec=spec, data_dir=data_dir, manual_dir=root / "videos")
-
-    @property
-    def frames_per_video(self) -> int:
-        return int(self.spec.option("frames_per_video", DEFAULT_FRAMES_PER_VIDEO))
 
     def before_generate(self) -> None:
         videos = self.manual_path
@@ -173,16 +172,11 @@ class SyntheticVideosBuilder(DfdcBuilder, skip_registration=True):
             num_pairs = max(3, -(-self.spec.num_examples // (2 * self.frames_per_video)))
             facts = write_synthetic_videos(
                 partial / "part_0", num_pairs=num_pairs,
-                clip_frames=int(self.spec.option("clip_frames", DEFAULT_CLIP_FRAMES)),
-                frame_size=int(self.spec.option("frame_size", DEFAULT_FRAME_SIZE)),
-                seed=self.spec.seed,
-                difficulty=float(self.spec.option("difficulty", sf.DEFAULT_DIFFICULTY)))
+                clip_frames=int(self.options["clip_frames"]),
+                frame_size=int(self.options["frame_size"]),
+                seed=self.spec.seed, difficulty=float(self.options["difficulty"]))
             (partial / "generation.json").write_text(json.dumps(facts))
             partial.rename(videos)
         self.report["synthetic"] = json.loads(facts_path.read_text())
         super().before_generate()
 
-
-from dfjax.data import DATASETS, BuilderDataset  # noqa: E402  (dfjax.data imports us last)
-
-DATASETS.register("synthetic_videos", BuilderDataset(SyntheticVideosBuilder))

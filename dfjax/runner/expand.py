@@ -31,13 +31,15 @@ def _attack_specs(config: MatrixConfig) -> list[AttackSpec]:
 
 
 def validate(config: MatrixConfig) -> None:
-    """Raise ConfigError (listing valid names) before anything runs."""
+    """Raise ConfigError before anything runs: every name on every axis is registered,
+    and every spec's options resolve against its entry (unknown options and refused
+    values are listed, with the entry's valid options)."""
     problems: list[str] = []
 
-    def check_name(registry, name):
+    def resolve(registry, name, options):
         try:
-            registry.get(name)
-        except UnknownNameError as e:
+            registry.resolve(name, options)
+        except (UnknownNameError, ValueError) as e:
             problems.append(str(e))
 
     for field, kind in (("datasets", tuple), ("models", tuple), ("trainings", tuple),
@@ -48,29 +50,25 @@ def validate(config: MatrixConfig) -> None:
     if problems:
         raise ConfigError("; ".join(problems))
     for spec in config.datasets:
-        check_name(DATASETS, spec.name)
+        resolve(DATASETS, spec.name, spec.options)
         if not 8 <= spec.image_size <= 1024:
             problems.append(f"dataset {spec.name}: image_size {spec.image_size} not in [8, 1024]")
     for spec in config.models:
-        check_name(MODELS, spec.name)
+        resolve(MODELS, spec.name, spec.options)
         if spec.num_logits not in (1, 2):
             problems.append(f"model {spec.name}: num_logits must be 1 or 2")
     for spec in config.trainings:
-        check_name(RECIPES, spec.recipe)
+        resolve(RECIPES, spec.recipe, spec.options)
         if spec.epochs < 1 or spec.batch_size < 1 or spec.learning_rate <= 0:
             problems.append(f"training {spec.recipe}: epochs, batch_size, learning_rate must be > 0")
-        try:  # a recipe checks its options when built; the model is only used later
-            RECIPES.get(spec.recipe)(None, spec)
-        except ValueError as e:
-            problems.append(f"training {spec.recipe}: {e}")
     for spec in config.defences:
-        check_name(DEFENCES, spec.name)
+        resolve(DEFENCES, spec.name, spec.options)
     for spec in _attack_specs(config):
         if spec.name not in ATTACKS:
-            check_name(ATTACKS, spec.name)
+            resolve(ATTACKS, spec.name, spec.options)
             continue
         try:
-            ATTACKS.get(spec.name).resolve_options(spec)
+            ATTACKS.get(spec.name).resolve_spec(spec)
         except ValueError as e:
             problems.append(str(e))
     if config.n_eval < 1 or config.eval_batch_size < 1:

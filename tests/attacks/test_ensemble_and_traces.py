@@ -5,7 +5,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dfjax.attacks import ATTACKS, black_box_beats_white_box, member_specs
+from dfjax.attacks import ATTACKS, black_box_beats_white_box
+from dfjax.attacks.auto import member_specs, run_ensemble
+from dfjax.attacks.evaluate import AttackEvaluator, evaluate_attack
+from dfjax.models import make_logits_fn
 from dfjax.losses import predicted_class, true_class_probability
 from dfjax.attacks.apgd import checkpoints
 from dfjax.attacks.square import p_schedule
@@ -40,27 +43,62 @@ def test_square_p_schedule_halves_at_milestones():
 
 
 def test_auto_members_depend_on_norm():
-    options = ATTACKS.get("auto").resolve_options(AttackSpec(name="auto", eps=0.1))
-    assert [s.name for s in member_specs(AttackSpec(name="auto", eps=0.1), options)] == [
+    options = ATTACKS.get("auto").resolve_spec(AttackSpec(name="auto", eps=0.1))
+    assert [s.name for s in member_specs(AttackSpec(name="auto", eps=0.1), options, ATTACKS)] == [
         "apgd_ce", "apgd_margin", "square"]
-    l2 = member_specs(AttackSpec(name="auto", norm="l2", eps=0.5), options)
+    l2 = member_specs(AttackSpec(name="auto", norm="l2", eps=0.5), options, ATTACKS)
     assert [s.name for s in l2] == ["apgd_ce", "apgd_margin"]  # square is linf only
 
 
-def test_pure_auto_flips_whatever_a_member_flips(tiny_model, batch):
-    """The jittable ensemble: misclassified under it wherever any member succeeded."""
-    _, _, logits_fn = tiny_model
+def test_ensemble_runs_each_member_on_still_robust_points_only():
+    """run_ensemble with scripted members: member 0 sees every point, member i only the
+    points no earlier member broke (and that were correct to start with); a point keeps
+    the outputs of the first member that broke it; flipped_by says which one did."""
+    y = np.array([0, 1, 0, 1, 0, 1])
+    clean = np.where(y[:, None] == 1, [[0.0, 1.0]], [[1.0, 0.0]])
+    clean[5] = [1.0, 0.0]  # point 5 is misclassified before any attack
+    breaks = {0: {1}, 1: {1, 2, 3}, 2: {0, 3}}  # member -> points it would flip
+    seen = {}
+
+    def run_member(i, member, idx):
+        seen[i] = idx.tolist()
+        adv = clean[idx].copy()
+        for j, point in enumerate(idx):
+            if point in breaks[i]:
+                adv[j] = adv[j, ::-1]
+        linf = np.full(len(idx), 0.1 * (i + 1))
+        return {"clean": clean[idx], "adv": adv, "linf": linf, "l2": linf, "l0": linf,
+                "in_range": True}
+
+    members = [AttackSpec(name=n) for n in ("apgd_ce", "apgd_margin", "square")]
+    out, flipped_by = run_ensemble(members, run_member, y)
+    assert seen == {0: [0, 1, 2, 3, 4, 5], 1: [0, 2, 3, 4], 2: [0, 4]}
+    np.testing.assert_array_equal(flipped_by["apgd_ce"], [0, 1, 0, 0, 0, 0])
+    np.testing.assert_array_equal(flipped_by["apgd_margin"], [0, 0, 1, 1, 0, 0])
+    np.testing.assert_array_equal(flipped_by["square"], [1, 0, 0, 0, 0, 0])
+    np.testing.assert_allclose(out["linf"], [0.3, 0.1, 0.2, 0.2, 0.0, 0.0])
+    wrong = np.asarray(predicted_class(out["adv"])) != y
+    np.testing.assert_array_equal(wrong, [1, 1, 1, 1, 0, 1])
+    np.testing.assert_array_equal(out["clean"], clean)
+
+
+def test_ensemble_through_the_evaluator(tiny_model, batch):
+    """The registered `auto` run as the runner runs it: within budget, every point broken
+    by at most one member, and broken exactly where the adversarial prediction is wrong
+    on a clean-correct point."""
+    model, variables, logits_fn = tiny_model
     x, y = batch
-    eps, key = 16 / 255, jax.random.key(0)
-    spec = AttackSpec(name="auto", eps=eps, options={"num_steps": 3, "num_queries": 4})
-    x_adv = jax.jit(lambda x, y: ATTACKS.get("auto").bind(spec)(logits_fn, x, y, key, eps))(x, y)
-    wrong = np.asarray(predicted_class(logits_fn(x_adv)) != y)
-    clean_wrong = np.asarray(predicted_class(logits_fn(x)) != y)
-    for i, member in enumerate(member_specs(spec, ATTACKS.get("auto").resolve_options(spec))):
-        attack = ATTACKS.get(member.name).bind(member)
-        x_m = jax.jit(lambda x, y: attack(logits_fn, x, y, jax.random.fold_in(key, i), eps))(x, y)
-        assert np.all(wrong[np.asarray(predicted_class(logits_fn(x_m)) != y)])
-    assert np.all(wrong[clean_wrong])
+    spec = AttackSpec(name="auto", eps=16 / 255, options={"num_steps": 3, "num_queries": 4})
+    result = evaluate_attack(spec, lambda v: make_logits_fn(model, v), "cnn7_tiny", variables,
+                             np.asarray(x), np.asarray(y), jax.random.key(0), AttackEvaluator(),
+                             batch_size=8)
+    assert result.outputs["linf"].max() <= 16 / 255 + 1e-6 and result.in_range
+    flips = np.stack(list(result.flipped_by.values()))
+    assert list(result.flipped_by) == ["apgd_ce", "apgd_margin", "square"]
+    assert flips.sum(axis=0).max() <= 1
+    clean_ok = np.asarray(predicted_class(result.outputs["clean"])) == np.asarray(y)
+    adv_wrong = np.asarray(predicted_class(result.outputs["adv"])) != np.asarray(y)
+    np.testing.assert_array_equal(flips.any(axis=0), clean_ok & adv_wrong)
 
 
 @pytest.mark.parametrize("name", [n for n in ATTACKS.names() if ATTACKS.get(n).traces])
@@ -97,7 +135,8 @@ def test_pgd_targeted_leaves_target_class_examples_alone(tiny_model, batch):
 
 
 def test_pgd_restarts_keep_the_best(tiny_model, batch):
-    from dfjax.attacks import cross_entropy, pgd
+    from dfjax.attacks import pgd
+    from dfjax.losses import cross_entropy
 
     _, _, logits_fn = tiny_model
     x, y = batch
@@ -139,7 +178,7 @@ def test_bad_counts_rejected(name, option):
         ATTACKS.get(name).bind(AttackSpec(name=name, norm=norm, eps=0.0, options={option: 0}))
 
 
-@pytest.mark.parametrize("name", ATTACKS.names())
+@pytest.mark.parametrize("name", [n for n in ATTACKS.names() if ATTACKS.get(n).fn])
 def test_label_shape_mismatch_rejected(name, tiny_model, batch):
     _, _, logits_fn = tiny_model
     x, y = batch

@@ -1,0 +1,75 @@
+"""A cell's detector: loaded from the content-hash cache, or trained (and warm-started
+from the detector it fine-tunes) and cached."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import flax.linen as nn
+import jax
+
+from dfjax.config import Cell
+from dfjax.data.base import DatasetSplits
+from dfjax.models import build_model
+from dfjax.training.checkpoints import CorruptCheckpointError, load_checkpoint, save_checkpoint
+from dfjax.training.loop import create_variables, train_detector
+
+
+@dataclasses.dataclass
+class Detector:
+    """A trained detector: the module, its variables, per-epoch history, the seconds its
+    own training took (its fine-tuning alone for a warm start), whether it was loaded."""
+
+    model: nn.Module
+    variables: dict
+    history: list[dict]
+    train_seconds: float
+    from_cache: bool
+
+
+def warm_start_cell(cell: Cell) -> Cell:
+    """The cell whose detector a `warm_start_epochs=N` training starts from: the same
+    dataset and model, trained with `standard` for N epochs (same batch, lr, seed) --
+    the very detector a `standard` N-epoch entry of the matrix trains, so it is shared."""
+    t = cell.training
+    base = dataclasses.replace(t, recipe="standard", epochs=int(t.option("warm_start_epochs")),
+                               options={})
+    return dataclasses.replace(cell, training=base)
+
+
+def get_detector(cell: Cell, splits: DatasetSplits, *, checkpoint_dir: Path,
+                 log: Callable[[str], None] = print,
+                 on_epoch: Callable[[dict], None] | None = None) -> Detector:
+    """Load the detector a cell needs from the content-hash cache, or train and cache it.
+
+    A training with option `warm_start_epochs=N` fine-tunes the `standard` N-epoch
+    detector (`warm_start_cell`), itself loaded or trained first. A corrupt checkpoint is
+    logged and retrained."""
+    model = build_model(cell.model)
+    key = jax.random.fold_in(jax.random.key(cell.training.seed), 1)
+    target = create_variables(model, splits.train.images.shape[1:], key)
+    try:
+        cached = load_checkpoint(checkpoint_dir, cell.detector_id, target)
+    except CorruptCheckpointError as e:
+        log(f"corrupt checkpoint, retraining: {e}")
+        cached = None
+    if cached is not None:
+        variables, meta = cached
+        return Detector(model, variables, meta["history"], meta["train_seconds"], True)
+    initial = None
+    if cell.training.option("warm_start_epochs"):  # adversarial fine-tuning
+        base = get_detector(warm_start_cell(cell), splits, checkpoint_dir=checkpoint_dir,
+                            log=log, on_epoch=on_epoch)
+        initial = base.variables
+    start = time.perf_counter()  # the fine-tuning alone; the base has its own record
+    variables, history = train_detector(model, splits.train, splits.validation, cell.training,
+                                        key=key, on_epoch=on_epoch, initial_variables=initial)
+    seconds = time.perf_counter() - start
+    save_checkpoint(checkpoint_dir, cell.detector_id, variables,
+                    {"history": history, "train_seconds": seconds,
+                     "dataset": cell.dataset.to_dict(), "model": cell.model.to_dict(),
+                     "training": cell.training.to_dict()})
+    return Detector(model, variables, history, seconds, False)
