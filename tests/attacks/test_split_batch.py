@@ -5,7 +5,8 @@ matmul blocking for the smaller per-device batch: here clean logits differ at ~1
 import jax
 import pytest
 
-from dfjax.runner.local import AttackEvaluator, run_cell
+from dfjax.attacks.evaluate import AttackEvaluator
+from dfjax.runner import run_cell
 
 
 @pytest.mark.parametrize("name,eps,options", [

@@ -1,7 +1,7 @@
 import numpy as np
 
 from dfjax.data.base import Split
-from dfjax.runner.local import evaluation_subset
+from dfjax.data.subsets import evaluation_subset
 
 
 def _split(groups, frames):

@@ -48,8 +48,9 @@ from dfjax.config import (  # noqa: E402
 from dfjax.data import load_dataset  # noqa: E402
 from dfjax.models import build_model, make_logits_fn  # noqa: E402
 from dfjax.peers.torch_models import from_flax, nchw_to_nhwc, nhwc_to_nchw  # noqa: E402
-from dfjax.runner.local import evaluation_subset, get_detector  # noqa: E402
-from dfjax.training.checkpoints import default_checkpoint_dir  # noqa: E402
+from dfjax import settings  # noqa: E402
+from dfjax.data.subsets import evaluation_subset  # noqa: E402
+from dfjax.training.detectors import get_detector  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -68,7 +69,7 @@ def trained():
                 model=ModelSpec(name="cnn7"), training=TrainSpec(epochs=8),
                 defence=DefenceSpec(), attack=AttackSpec(name="noise"), n_eval=N_EVAL, seed=0)
     splits = load_dataset(cell.dataset)
-    detector = get_detector(cell, splits, checkpoint_dir=default_checkpoint_dir(),
+    detector = get_detector(cell, splits, checkpoint_dir=settings.checkpoint_dir(),
                             log=lambda _: None)
     subset = evaluation_subset(splits.test, N_EVAL, cell.seed)
     return (detector.model, detector.variables, subset.float_images(),

@@ -1,6 +1,7 @@
 """A bad config fails before anything runs, with a message listing the valid names."""
 
 import dataclasses
+import re
 
 import pytest
 
@@ -59,3 +60,63 @@ def test_only_filters_and_rejects_unknown_axis(smoke):
 def test_unknown_config_name():
     with pytest.raises(ValueError, match="known configs: .*default.*smoke"):
         get_config("defualt")
+
+
+# A misspelt option on each of the five axes: (--set override, the valid option it names).
+MISSPELT = [
+    ("dataset", "dataset.options={'dificulty': 0.2}", "dataset 'synthetic_faces'.*'dificulty'.*"
+                                                      "difficulty=0.15"),
+    ("model", "model.options={'fst': False}", "model 'cnn7_tiny'.*'fst'.*fast=True"),
+    ("training", "training.options={'clip_nrm': 1.0}", "training 'standard'.*'clip_nrm'.*"
+                                                       "warm_start_epochs"),
+    ("defence", "defence.options={'qualty': 50}", "defence 'none'.*'qualty'"),
+    ("attack", "attack.options={'num_stps': 3}", "attack 'fgsm'.*'num_stps'.*loss='ce'"),
+]
+
+
+@pytest.fixture()
+def no_data(monkeypatch):
+    """Fails the test if any dataset is loaded."""
+    import dfjax.runner.local as local
+
+    monkeypatch.setattr(local, "load_dataset", lambda *a, **k: pytest.fail("data was loaded"))
+
+
+@pytest.mark.parametrize("axis,override,message", MISSPELT, ids=[m[0] for m in MISSPELT])
+def test_misspelt_option_rejected_by_set_before_data_loads(axis, override, message, no_data,
+                                                            tmp_path, capsys):
+    from dfjax.cli import main
+
+    code = main(["run", "--config", "smoke", "--set", override, "--store",
+                 str(tmp_path / "s.sqlite"), "--no-progress"])
+    assert code == 2
+    assert re.search(message, capsys.readouterr().err)
+    assert not (tmp_path / "s.sqlite").exists()
+
+
+@pytest.mark.parametrize("axis,override,message", MISSPELT, ids=[m[0] for m in MISSPELT])
+def test_misspelt_option_rejected_from_config_file_before_data_loads(axis, override, message,
+                                                                      no_data, tmp_path):
+    from dfjax.runner.local import run_matrix
+
+    field, value = override.split("=", 1)
+    path = tmp_path / "my_config.py"
+    path.write_text(
+        "import dataclasses\n"
+        "from dfjax.configs import get_config as named\n"
+        "from dfjax.runner import apply_overrides\n\n"
+        "def get_config():\n"
+        f"    return apply_overrides(named('smoke'), [{override!r}])\n")
+    config = get_config(str(path))
+    with pytest.raises(ConfigError, match=message):
+        expand(config)
+    with pytest.raises(ConfigError, match=message):
+        run_matrix(config, store=None)
+
+
+def test_config_file_errors_name_the_file(tmp_path):
+    with pytest.raises(ValueError, match="does not exist"):
+        get_config(str(tmp_path / "nope.py"))
+    (tmp_path / "empty.py").write_text("x = 1\n")
+    with pytest.raises(ValueError, match="empty.py defines no get_config"):
+        get_config(str(tmp_path / "empty.py"))

@@ -4,7 +4,7 @@ import numpy as np
 
 from dfjax.config import AttackSpec, Cell, DatasetSpec, DefenceSpec, ModelSpec, TrainSpec
 from dfjax.data.base import DatasetSplits, Split
-from dfjax.runner.local import get_detector
+from dfjax.training.detectors import get_detector
 
 
 def _split(n, seed):

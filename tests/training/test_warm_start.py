@@ -5,7 +5,8 @@ import numpy as np
 
 from dfjax.config import AttackSpec, Cell, DatasetSpec, DefenceSpec, ModelSpec, TrainSpec
 from dfjax.data.base import DatasetSplits, Split
-from dfjax.runner.local import get_detector, warm_start_cell
+import dfjax.training.detectors as detectors
+from dfjax.training.detectors import get_detector, warm_start_cell
 
 
 def _splits():
@@ -23,7 +24,17 @@ def _cell(training):
                 attack=AttackSpec(name="pgd"), n_eval=8, seed=0)
 
 
-def test_warm_start_reuses_the_standard_detector(tmp_path):
+def test_warm_start_fine_tunes_the_cached_standard_detector(tmp_path, monkeypatch):
+    """The pgd_at training starts from the very weights of the standard detector (loaded
+    from the cache, not retrained), trains only its own epoch, and moves them."""
+    starts = []
+    real_train = detectors.train_detector
+
+    def recording_train(*args, initial_variables=None, **kwargs):
+        starts.append(initial_variables)
+        return real_train(*args, initial_variables=initial_variables, **kwargs)
+
+    monkeypatch.setattr(detectors, "train_detector", recording_train)
     splits = _splits()
     tuned = _cell(TrainSpec(recipe="pgd_at", epochs=1, batch_size=32,
                             options={"eps": 2 / 255, "steps": 1, "warm_start_epochs": 2}))
@@ -32,6 +43,9 @@ def test_warm_start_reuses_the_standard_detector(tmp_path):
     standard = get_detector(base_cell, splits, checkpoint_dir=tmp_path, log=lambda m: None)
     assert not standard.from_cache
     detector = get_detector(tuned, splits, checkpoint_dir=tmp_path, log=lambda m: None)
+    assert len(starts) == 2 and starts[0] is None  # the standard one trained from scratch
+    for a, b in zip(jax.tree.leaves(starts[1]), jax.tree.leaves(standard.variables), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert len(detector.history) == 1  # only the fine-tuning epochs
     # the base came from the cache (no retraining), and fine-tuning moved the weights
     assert get_detector(base_cell, splits, checkpoint_dir=tmp_path).from_cache
