@@ -29,11 +29,15 @@ def write_model_table(config_name: str, out: Path) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--config", default="default")
-    parser.add_argument("--store", type=Path, default=Path("runs/default.sqlite"))
-    parser.add_argument("--out", type=Path, default=Path("results"))
-    parser.add_argument("--fresh", action="store_true")
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="default", help="the named matrix to run")
+    parser.add_argument("--store", type=Path, default=Path("runs/default.sqlite"),
+                        help="the results store (resumed if it exists)")
+    parser.add_argument("--out", type=Path, default=Path("results"),
+                        help="where the report is written")
+    parser.add_argument("--fresh", action="store_true",
+                        help="start the store anew (cached data and weights are reused)")
     args = parser.parse_args()
     if args.fresh and args.store.exists():
         args.store.unlink()

@@ -1,4 +1,8 @@
-"""`dfjax run | report | data | list | bench` -- parses arguments and calls the library."""
+"""`dfjax run | report | data | list | bench` -- parses arguments and calls the library.
+
+The environment is read by `dfjax.settings` only; this module resolves it once, at the
+edge, and passes explicit values (directories, the CPU device count) down.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,25 @@ import time
 from pathlib import Path
 
 DEFAULT_STORE = Path("runs") / "dfjax.sqlite"
+
+DESCRIPTION = """\
+dfjax: the adversarial robustness of deepfake detectors, measured over a matrix of
+dataset x model x training x defence x attack x budget. `dfjax COMMAND --help` lists
+a command's options."""
+
+EXAMPLES = """\
+examples:
+  dfjax run --config smoke --only attack=fgsm,pgd --set n_eval=32 --store runs/smoke.sqlite
+  dfjax report --store runs/smoke.sqlite --out results
+  dfjax data prepare real_vs_fake_140k --manual-dir ~/kaggle/140k --image-size 64
+  dfjax list registries
+  dfjax bench compare results/bench/base.json results/bench/latest.json
+
+environment (read by dfjax.settings; a command-line option wins over it):
+  DFJAX_DATA_DIR        prepared datasets (default ~/.cache/dfjax/data)
+  DFJAX_CHECKPOINT_DIR  trained detectors (default ~/.cache/dfjax/checkpoints)
+  DFJAX_CPU_DEVICES     JAX CPU devices to split attack batches across (default: one per core)
+"""
 
 
 def _parse_only(items: list[str]) -> dict[str, list[str]]:
@@ -22,23 +45,29 @@ def _parse_only(items: list[str]) -> dict[str, list[str]]:
 
 
 def cmd_run(args) -> int:
+    from dfjax import settings
     from dfjax.configs import get_config
+    from dfjax.data._tfds import show_progress_bars
     from dfjax.runner import ConfigError, apply_overrides, expand, run_matrix
     from dfjax.store import Store
     from dfjax.xla import use_cpu_cores
 
-    use_cpu_cores()  # one JAX CPU device per core, to split attack batches (dfjax/xla.py)
+    show_progress_bars(not args.no_progress)
     try:
+        # One JAX CPU device per core (or $DFJAX_CPU_DEVICES), to split attack batches.
+        use_cpu_cores(settings.cpu_device_count())
         config = apply_overrides(get_config(args.config), args.set)
         only = _parse_only(args.only)
         cells = expand(config, only)  # validates before anything runs
-    except (ConfigError, ValueError) as e:
+    except (ConfigError, ValueError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     start = time.perf_counter()
     with Store(args.store) as store:
-        summary = run_matrix(config, store, only=only, data_dir=args.data_dir,
-                             checkpoint_dir=args.checkpoint_dir, progress=not args.no_progress)
+        summary = run_matrix(config, store, only=only,
+                             data_dir=settings.data_dir(args.data_dir),
+                             checkpoint_dir=settings.checkpoint_dir(args.checkpoint_dir),
+                             progress=not args.no_progress)
     total = time.perf_counter() - start
     s = summary.seconds
     print(f"{config.name}: {len(cells)} cells: {summary.done} run, {summary.skipped} already "
@@ -87,13 +116,17 @@ def _dataset_spec(args):
 
 
 def cmd_data(args) -> int:
+    from dfjax import settings
     from dfjax.data import DATASETS, load_dataset
+    from dfjax.data._tfds import show_progress_bars
     from dfjax.registry import UnknownNameError
 
+    show_progress_bars(not args.no_progress)
     try:
         DATASETS.get(args.name)
         spec = _dataset_spec(args)
-        splits = load_dataset(spec, data_dir=args.data_dir, manual_dir=args.manual_dir)
+        splits = load_dataset(spec, data_dir=settings.data_dir(args.data_dir),
+                              manual_dir=args.manual_dir)
     except (UnknownNameError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -114,6 +147,26 @@ def cmd_data(args) -> int:
     return 0
 
 
+def registry_lines(title: str, registry) -> list[str]:
+    """`title:` and then one line per entry: its name, its options with their defaults
+    (`num_steps=10 loss='ce'`; `prefix*` for an accepted option prefix; `(no options)`)
+    and its description, if it has one."""
+    entries = registry.items()
+    width = max((len(name) for name, _ in entries), default=0)
+    lines = [f"{title}:"]
+    for name, entry in entries:
+        line = f"  {name:<{width}}"
+        # getattr: an entry not yet converted to dfjax.registry.Entry declares no
+        # options (issue 12); it is listed by name (and description) only.
+        if hasattr(entry, "options"):
+            options = [f"{k}={v!r}" for k, v in entry.options.items()]
+            options += [f"{p}*" for p in getattr(entry, "option_prefixes", ())]
+            line += f"  {' '.join(options) or '(no options)'}"
+        description = getattr(entry, "description", "")
+        lines.append(f"{line}  -- {description}" if description else line.rstrip())
+    return lines
+
+
 def cmd_list(args) -> int:
     if args.what == "registries":
         from dfjax.attacks import ATTACKS
@@ -125,7 +178,7 @@ def cmd_list(args) -> int:
 
         for title, registry in (("datasets", DATASETS), ("models", MODELS), ("training", RECIPES),
                                 ("defences", DEFENCES), ("attacks", ATTACKS)):
-            print(f"{title}: {', '.join(registry.names())}")
+            print("\n".join(registry_lines(title, registry)))
         print(f"configs: {', '.join(names())}")
         return 0
     from dfjax.configs import get_config
@@ -182,48 +235,90 @@ def cmd_bench(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dfjax", description=__doc__)
+    parser = argparse.ArgumentParser(prog="dfjax", description=DESCRIPTION, epilog=EXAMPLES,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="run a matrix; stored cells are skipped")
-    run.add_argument("--config", default="default")
-    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    run.add_argument("--only", action="append", default=[], metavar="AXIS=V1,V2")
-    run.add_argument("--store", type=Path, default=DEFAULT_STORE)
-    run.add_argument("--data-dir", type=Path, default=None)
-    run.add_argument("--checkpoint-dir", type=Path, default=None)
-    run.add_argument("--no-progress", action="store_true")
+    def add_parser(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=help)
+
+    run = add_parser("run", "run a matrix into a results store; cells already stored are "
+                            "skipped, so a killed run resumes")
+    run.add_argument("--config", default="default", metavar="NAME",
+                     help="a named matrix in dfjax/configs/ (`dfjax list` names them) or a "
+                          "path/to/config.py defining get_config() (default: %(default)s)")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a config field (n_eval=128) or a field of every spec on "
+                          "an axis (dataset.num_examples=400); repeatable")
+    run.add_argument("--only", action="append", default=[], metavar="AXIS=V1,V2",
+                     help="run only the cells whose AXIS (dataset, model, training, defence, "
+                          "attack) is one of the names; repeatable")
+    run.add_argument("--store", type=Path, default=DEFAULT_STORE, metavar="PATH",
+                     help="the SQLite results store to append to (default: %(default)s)")
+    run.add_argument("--data-dir", type=Path, default=None, metavar="DIR",
+                     help="where datasets are prepared (default: $DFJAX_DATA_DIR, else "
+                          "~/.cache/dfjax/data)")
+    run.add_argument("--checkpoint-dir", type=Path, default=None, metavar="DIR",
+                     help="where trained detectors are cached (default: "
+                          "$DFJAX_CHECKPOINT_DIR, else ~/.cache/dfjax/checkpoints)")
+    run.add_argument("--no-progress", action="store_true",
+                     help="print no progress bars (dfjax's or tensorflow-datasets')")
     run.set_defaults(func=cmd_run)
 
-    report = sub.add_parser("report", help="tables and plots from a store")
-    report.add_argument("--store", type=Path, default=DEFAULT_STORE)
-    report.add_argument("--out", type=Path, default=Path("results"))
+    report = add_parser("report", "tables (Markdown, CSV, JSON), plots and the leaderboard "
+                                  "from a results store")
+    report.add_argument("--store", type=Path, default=DEFAULT_STORE, metavar="PATH",
+                        help="the SQLite results store to read (default: %(default)s)")
+    report.add_argument("--out", type=Path, default=Path("results"), metavar="DIR",
+                        help="the folder to write the report into (default: %(default)s)")
     report.set_defaults(func=cmd_report)
 
-    data = sub.add_parser("data", help="prepare or look at a dataset")
-    data.add_argument("action", choices=("prepare", "show"))
-    data.add_argument("name")
-    data.add_argument("--manual-dir", type=Path, default=None)
-    data.add_argument("--data-dir", type=Path, default=None)
-    data.add_argument("--image-size", type=int, default=None)
-    data.add_argument("--num-examples", type=int, default=None)
-    data.add_argument("--out", type=Path, default=None)
+    data = add_parser("data", "prepare a dataset (once, cached by spec), or save a picture "
+                              "of its real and fake examples")
+    data.add_argument("action", choices=("prepare", "show"),
+                      help="prepare: build it and print its split sizes; show: save a grid "
+                           "of examples")
+    data.add_argument("name", help="a registered dataset (`dfjax list` names them)")
+    data.add_argument("--manual-dir", type=Path, default=None, metavar="DIR",
+                      help="where the downloaded files of a manual dataset are (default: "
+                           "<data dir>/manual/<name>/)")
+    data.add_argument("--data-dir", type=Path, default=None, metavar="DIR",
+                      help="where datasets are prepared (default: $DFJAX_DATA_DIR, else "
+                           "~/.cache/dfjax/data)")
+    data.add_argument("--image-size", type=int, default=None, metavar="N",
+                      help="side of the square images in pixels (default: the spec's)")
+    data.add_argument("--num-examples", type=int, default=None, metavar="N",
+                      help="how many examples to prepare (default: the spec's)")
+    data.add_argument("--out", type=Path, default=None, metavar="FILE.png",
+                      help="show: the PNG to write (default: NAME.png)")
     data.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                      help="a dataset option, e.g. classes=3, frames_per_video=16")
+                      help="a dataset option, e.g. classes=3, frames_per_video=16; repeatable")
+    data.add_argument("--no-progress", action="store_true",
+                      help="print no progress bars (tensorflow-datasets' preparation bars)")
     data.set_defaults(func=cmd_data)
 
-    bench = sub.add_parser("bench", help="timing benchmarks; compare two runs")
-    bench.add_argument("action", choices=("run", "compare"))
+    bench = add_parser("bench", "timing benchmarks (pytest-benchmark); compare two runs")
+    bench.add_argument("action", choices=("run", "compare"),
+                       help="run: time the bench/ suites; compare: flag regressions between "
+                            "two runs")
     bench.add_argument("files", nargs="*", help="compare: BASE.json NEW.json")
-    bench.add_argument("--short", action="store_true", help="the quick CI subset")
-    bench.add_argument("--out", default="results/bench/latest.json")
-    bench.add_argument("-k", default=None, help="pytest -k expression to select benchmarks")
-    bench.add_argument("--threshold", type=float, default=0.25)
+    bench.add_argument("--short", action="store_true", help="run: the quick CI subset")
+    bench.add_argument("--out", default="results/bench/latest.json", metavar="FILE.json",
+                       help="run: the pytest-benchmark JSON to write (default: %(default)s)")
+    bench.add_argument("-k", default=None, metavar="EXPR",
+                       help="run: pytest -k expression selecting benchmarks")
+    bench.add_argument("--threshold", type=float, default=0.25, metavar="FRACTION",
+                       help="compare: the slow-down (a fraction of the normalised median) "
+                            "counted as a regression (default: %(default)s)")
     bench.set_defaults(func=cmd_bench)
 
-    lst = sub.add_parser("list", help="registries, or the cells of a config")
-    lst.add_argument("what", choices=("registries", "cells"), nargs="?", default="registries")
-    lst.add_argument("--config", default="default")
+    lst = add_parser("list", "the registries (every entry with its options and defaults) and "
+                             "configs, or the cells of a config")
+    lst.add_argument("what", choices=("registries", "cells"), nargs="?", default="registries",
+                     help="registries: every axis's entries; cells: the cells of --config")
+    lst.add_argument("--config", default="default", metavar="NAME",
+                     help="cells: the named matrix (or path/to/config.py) to expand "
+                          "(default: %(default)s)")
     lst.set_defaults(func=cmd_list)
     return parser
 

@@ -25,13 +25,14 @@ the other's convolutions instead of each op being split over both cores in turn.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any
 
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from dfjax import settings
 
 CPU_COMPILER_OPTIONS: dict[str, Any] = {"xla_cpu_experimental_ynn_fusion_type": ""}
 
@@ -52,23 +53,27 @@ def jit(fun: Callable, **kwargs) -> Callable:
 
 
 def use_cpu_cores(count: int | None = None) -> int:
-    """Give JAX `count` CPU devices (default: $DFJAX_CPU_DEVICES, else the cores this
-    process may run on), so `compile_split` can split a batch across them. Must run
-    before JAX computes anything; later it changes nothing. Returns the number of CPU
-    devices JAX has."""
-    if count is None:
-        setting = os.environ.get("DFJAX_CPU_DEVICES", "")
-        if setting and not setting.isdigit():
-            raise ValueError(
-                f"DFJAX_CPU_DEVICES must be a whole number of devices, got {setting!r}")
-        count = int(setting or 0) or len(os.sched_getaffinity(0))
-    if count < 1:
-        raise ValueError(f"use_cpu_cores: count must be >= 1, got {count}")
+    """Give JAX `count` CPU devices (None: `dfjax.settings.cpu_device_count()`, i.e.
+    $DFJAX_CPU_DEVICES, else the cores this process may run on), so `compile_split` can
+    split a batch across them. Returns the number of CPU devices JAX has.
+
+    Must run before JAX computes anything: JAX fixes its devices when it starts. Asking
+    afterwards for the count it already has is fine; asking for another raises
+    RuntimeError (saying to call this first, or to set DFJAX_CPU_DEVICES to the count the
+    process has), instead of running silently on devices nobody asked for.
+    """
+    count = settings.cpu_device_count(count)
     try:
         jax.config.update("jax_num_cpu_devices", count)
-    except RuntimeError:  # JAX has started: keep its devices
+    except RuntimeError:  # JAX has started: its devices are fixed
         pass
-    return len(jax.devices("cpu"))
+    have = len(jax.devices("cpu"))
+    if have != count:
+        raise RuntimeError(
+            f"use_cpu_cores: asked for {count} JAX CPU devices, but JAX has already started "
+            f"with {have}. Call dfjax.xla.use_cpu_cores() before JAX computes anything, or "
+            f"set DFJAX_CPU_DEVICES={have} (or pass count={have}) to keep the devices JAX has.")
+    return have
 
 
 def split_devices(batch_size: int) -> list:

@@ -26,11 +26,28 @@ def test_jit_compiles_with_the_options_and_computes_the_same():
     np.testing.assert_array_equal(g(x), x * 2)
 
 
-def test_use_cpu_cores_after_jax_started_keeps_the_devices():
+def test_use_cpu_cores_after_jax_started_accepts_the_count_jax_has():
     jnp.zeros(1).block_until_ready()
-    assert use_cpu_cores(5) == len(jax.devices("cpu")) == 2  # tests/conftest.py asked for 2
+    assert use_cpu_cores(2) == len(jax.devices("cpu")) == 2  # tests/conftest.py asked for 2
     with pytest.raises(ValueError, match="count must be >= 1"):
         use_cpu_cores(0)
+
+
+def test_use_cpu_cores_after_jax_started_refuses_another_count():
+    jnp.zeros(1).block_until_ready()
+    with pytest.raises(RuntimeError, match="asked for 3 .* already started with 2") as error:
+        use_cpu_cores(3)
+    assert "before JAX computes anything" in str(error.value)
+    assert "DFJAX_CPU_DEVICES=2" in str(error.value)
+    assert len(jax.devices("cpu")) == 2
+
+
+def test_use_cpu_cores_reads_the_environment_setting(monkeypatch):
+    monkeypatch.setenv("DFJAX_CPU_DEVICES", "2")
+    assert use_cpu_cores() == 2
+    monkeypatch.setenv("DFJAX_CPU_DEVICES", "3")
+    with pytest.raises(RuntimeError, match="asked for 3"):
+        use_cpu_cores()
 
 
 def test_use_cpu_cores_rejects_a_bad_environment_setting(monkeypatch):

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
+from dfjax import settings
 from dfjax.config import DatasetSpec
 
 SPLITS = ("train", "validation", "test")
@@ -73,6 +73,5 @@ class Dataset(Protocol):
 
 
 def default_data_dir() -> Path:
-    """`$DFJAX_DATA_DIR`, else `~/.cache/dfjax/data`."""
-    env = os.environ.get("DFJAX_DATA_DIR")
-    return Path(env) if env else Path.home() / ".cache" / "dfjax" / "data"
+    """`dfjax.settings.data_dir()`: $DFJAX_DATA_DIR, else `~/.cache/dfjax/data`."""
+    return settings.data_dir()

@@ -9,11 +9,12 @@ from typing import Any
 
 
 def plot_robustness_curves(rows: list[dict[str, Any]], out: Path) -> list[Path]:
-    """One PNG per dataset x model x training x defence: two panels against delta."""
-    import matplotlib
+    """One PNG per dataset x model x training x defence: two panels against delta.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Drawn with matplotlib's object-oriented API (a `Figure` saved straight to a file),
+    which needs no backend selection and leaves pyplot's global state alone.
+    """
+    from matplotlib.figure import Figure
 
     groups: dict[tuple, list] = defaultdict(list)
     for r in rows:
@@ -21,7 +22,8 @@ def plot_robustness_curves(rows: list[dict[str, Any]], out: Path) -> list[Path]:
             groups[(r["dataset"], r["model"], r["training"], r["defence"])].append(r)
     written = []
     for key, group in sorted(groups.items()):
-        fig, (ax_acc, ax_tcp) = plt.subplots(1, 2, figsize=(9, 3.5))
+        fig = Figure(figsize=(9, 3.5))
+        ax_acc, ax_tcp = fig.subplots(1, 2)
         for attack in dict.fromkeys(r["attack"] for r in group):
             pts = sorted((r["delta"], r["robust_accuracy"], r["adv_true_class_probability_mean"])
                          for r in group if r["attack"] == attack)
@@ -35,6 +37,5 @@ def plot_robustness_curves(rows: list[dict[str, Any]], out: Path) -> list[Path]:
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", "_".join(key)).strip("-")
         path = out / f"curves_{slug}.png"
         fig.savefig(path, dpi=90)
-        plt.close(fig)
         written.append(path)
     return written

@@ -15,15 +15,17 @@ from typing import Any
 
 from flax import serialization
 
+from dfjax import settings
+
 
 class CorruptCheckpointError(RuntimeError):
     pass
 
 
 def default_checkpoint_dir() -> Path:
-    """`$DFJAX_CHECKPOINT_DIR`, else `~/.cache/dfjax/checkpoints`."""
-    env = os.environ.get("DFJAX_CHECKPOINT_DIR")
-    return Path(env) if env else Path.home() / ".cache" / "dfjax" / "checkpoints"
+    """`dfjax.settings.checkpoint_dir()`: $DFJAX_CHECKPOINT_DIR, else
+    `~/.cache/dfjax/checkpoints`."""
+    return settings.checkpoint_dir()
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

@@ -1,0 +1,59 @@
+"""dfjax's settings from the environment: the only module of dfjax that reads os.environ.
+
+The edges (the command line, `run_all.py`, the benches) resolve these and pass explicit
+values down. A library function whose argument is left None resolves it here, so the
+Python API works without arguments; no other module reads the environment.
+
+    DFJAX_DATA_DIR        prepared datasets          (default ~/.cache/dfjax/data)
+    DFJAX_CHECKPOINT_DIR  trained detectors          (default ~/.cache/dfjax/checkpoints)
+    DFJAX_CPU_DEVICES     JAX CPU devices to split attack batches across (default: the
+                          cores this process may run on; see dfjax/xla.py)
+
+Example:
+    >>> from dfjax import settings
+    >>> settings.data_dir("/tmp/d")  # an explicit value wins over the environment
+    PosixPath('/tmp/d')
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+CACHE_DIR = Path.home() / ".cache" / "dfjax"
+
+
+def _path(explicit: Path | str | None, variable: str, default: Path) -> Path:
+    if explicit is not None:
+        return Path(explicit)
+    value = os.environ.get(variable)
+    return Path(value) if value else default
+
+
+def data_dir(explicit: Path | str | None = None) -> Path:
+    """Where datasets are prepared: `explicit`, else $DFJAX_DATA_DIR, else
+    ~/.cache/dfjax/data."""
+    return _path(explicit, "DFJAX_DATA_DIR", CACHE_DIR / "data")
+
+
+def checkpoint_dir(explicit: Path | str | None = None) -> Path:
+    """Where trained detectors are cached: `explicit`, else $DFJAX_CHECKPOINT_DIR, else
+    ~/.cache/dfjax/checkpoints."""
+    return _path(explicit, "DFJAX_CHECKPOINT_DIR", CACHE_DIR / "checkpoints")
+
+
+def cpu_device_count(explicit: int | None = None) -> int:
+    """How many JAX CPU devices to ask for: `explicit`, else $DFJAX_CPU_DEVICES, else the
+    number of cores this process may run on. Raises ValueError for a count below 1 or a
+    setting that is not a whole number (the message names the variable)."""
+    if explicit is not None:
+        if explicit < 1:
+            raise ValueError(f"CPU device count must be >= 1, got {explicit}")
+        return int(explicit)
+    value = os.environ.get("DFJAX_CPU_DEVICES", "").strip()
+    if not value:
+        return len(os.sched_getaffinity(0))
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"DFJAX_CPU_DEVICES must be a whole number of devices >= 1, "
+                         f"got {value!r}")
+    return int(value)
