@@ -8,7 +8,13 @@ import pytest
 
 from dfjax.config import AttackSpec, Cell, DatasetSpec, DefenceSpec, ModelSpec, TrainSpec
 
-DATASET = DatasetSpec(name="synthetic_faces", image_size=32, num_examples=2000)
+# The cells' dataset label says what the detector really saw: checkerboard_splits()
+# below, built by this fixture. "checkerboard" is no registered dataset on purpose:
+# nothing loads or validates these cells' dataset (the fixture trains the detector and
+# run_cell takes the test split as given; the name only enters the cell id, hence the
+# per-cell attack key), and a registered name such as synthetic_faces would claim data
+# (and a DATA_VERSIONS entry) these cells never used.
+DATASET = DatasetSpec(name="checkerboard", image_size=32, num_examples=2000)
 MODEL = ModelSpec(name="cnn7")
 TRAINING = TrainSpec(epochs=4)
 

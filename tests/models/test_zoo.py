@@ -43,15 +43,35 @@ def test_tiny_models_run_at_64(name):
     assert logits.shape == (2, 2) and bool(jnp.all(jnp.isfinite(logits)))
 
 
-def test_batchnorm_models_keep_batch_stats_and_eval_mode_is_pure():
+def _resnet18_tiny_and_batch():
     model = build_model(ModelSpec(name="resnet18_tiny"))
     x = jnp.asarray(np.random.default_rng(0).random((4, 32, 32, 3), dtype=np.float32))
-    v = model.init(jax.random.key(0), x, train=False)
+    return model, model.init(jax.random.key(0), x, train=False), x
+
+
+def test_batchnorm_models_update_batch_stats_in_train_mode():
+    model, v, x = _resnet18_tiny_and_batch()
     assert "batch_stats" in v
     _, state = model.apply(v, x, train=True, mutable=["batch_stats"])
     changed = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), v["batch_stats"],
                            state["batch_stats"])
     assert any(jax.tree.leaves(changed))  # train mode updates running statistics
+
+
+def test_batchnorm_models_eval_mode_is_pure():
+    """train=False (how attacks see the model): with every collection mutable, nothing is
+    written back; the same input gives the same logits twice; and each example's logits
+    do not depend on the rest of the batch (running statistics, not batch statistics)."""
+    model, v, x = _resnet18_tiny_and_batch()
+    logits, state = model.apply(v, x, train=False, mutable=True)
+    assert jax.tree.structure(state) == jax.tree.structure(v)
+    unchanged = jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)), v, state)
+    assert all(jax.tree.leaves(unchanged)), unchanged
+    np.testing.assert_array_equal(logits, model.apply(v, x, train=False))
+    np.testing.assert_array_equal(model.apply(v, x, train=False),
+                                  model.apply(v, x, train=False))
+    alone = jnp.concatenate([model.apply(v, x[i:i + 1], train=False) for i in range(len(x))])
+    np.testing.assert_allclose(alone, logits, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", TINY)
