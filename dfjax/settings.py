@@ -52,7 +52,9 @@ def cpu_device_count(explicit: int | None = None) -> int:
         return int(explicit)
     value = os.environ.get("DFJAX_CPU_DEVICES", "").strip()
     if not value:
-        return len(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity"):  # Linux: the cores this process may run on
+            return len(os.sched_getaffinity(0))
+        return os.cpu_count() or 1
     if not value.isdigit() or int(value) < 1:
         raise ValueError(f"DFJAX_CPU_DEVICES must be a whole number of devices >= 1, "
                          f"got {value!r}")
