@@ -41,9 +41,9 @@ class ModelEntry(Entry):
                    and f.default is not dataclasses.MISSING}
         if isinstance(module, functools.partial):
             options.update(module.keywords)
-        doc = (sys.modules[base.__module__].__doc__ or "").strip().splitlines()
+        paragraph = (sys.modules[base.__module__].__doc__ or "").strip().split("\n\n")[0]
         return cls(module=module, options=options, check=functools.partial(_check_types, options),
-                   description=doc[0] if doc else "")
+                   description=" ".join(paragraph.split()))
 
     def build(self, spec: ModelSpec) -> nn.Module:
         return self.module(num_logits=spec.num_logits, **dict(spec.options))
