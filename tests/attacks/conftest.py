@@ -23,7 +23,7 @@ TRAINING = TrainSpec(epochs=4)
 class Trained:
     model: object
     variables: dict
-    detector: object  # dfjax.runner.local.Detector
+    detector: object  # dfjax.training.detectors.Detector
     test: object  # Split
     history: list
 
@@ -70,7 +70,7 @@ def checkerboard_splits(n: int = 2000, size: int = 32, seed: int = 0):
 def trained_cnn7():
     """cnn7 trained 4 epochs on 2000 32x32 checkerboard-artifact images (~20 s on 2 cores)."""
     from dfjax.models import build_model
-    from dfjax.runner.local import Detector
+    from dfjax.training.detectors import Detector
     from dfjax.training import train_detector
 
     splits = checkerboard_splits()
@@ -84,8 +84,9 @@ def trained_cnn7():
 
 @pytest.fixture(scope="session")
 def evaluate_cell(trained_cnn7):
-    """cell -> metrics, extra (via dfjax.runner.local.run_cell, one shared evaluator)."""
-    from dfjax.runner.local import AttackEvaluator, run_cell
+    """cell -> metrics, extra (via dfjax.runner.run_cell, one shared evaluator)."""
+    from dfjax.attacks.evaluate import AttackEvaluator
+    from dfjax.runner import run_cell
 
     evaluator = AttackEvaluator()
     cache = {}
