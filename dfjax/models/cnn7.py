@@ -1,24 +1,18 @@
 """The paper's custom 7-layer CNN (Dhese et al., Fig. 1): 3 conv + 3 dense + classifier.
 
-Speed (2-core Zen3 CI machine, batch 64, 128x128, PGD-10, dfjax.xla options): ~47
-img/s with the fast layers (fast=True, default) against 24.7 img/s before them; the
-first conv's 3 input channels made XLA:CPU's conv and its input gradient run at 14-17
-GFLOP/s, so it runs in space-to-depth form with a GEMM input gradient, ReLU is folded
-into the pooling reduction, and the dense layers multiply gradients by a materialised
-kernel transpose (models/_common.py). docs/peers.md has the peer comparison.
+Under attack (fast=True, default) it uses the fast layers of models/_cpu_kernels.py:
+the first conv's 3 input channels make XLA:CPU's conv and its input gradient slow, so
+it runs in space-to-depth form with a GEMM input gradient, ReLU is folded into the
+pooling reduction, and the dense layers multiply gradients by a materialised kernel
+transpose. docs/peers.md has the measurements and the peer comparison.
 """
 
 from __future__ import annotations
 
 import flax.linen as nn
 
-from dfjax.models._common import (
-    DenseTransposedGrad,
-    Normalize,
-    PooledConv,
-    max_pool_2x2,
-    relu_max_over,
-)
+from dfjax.models._common import Normalize, max_pool_2x2
+from dfjax.models._cpu_kernels import DenseTransposedGrad, PooledConv, relu_max_over
 from dfjax.types import Images, Logits
 
 
@@ -31,7 +25,7 @@ class CNN7(nn.Module):
 
     fast=True (default) computes each conv + ReLU + pool in eval mode (attacks) as
     relu_max_over(PooledConv) and each dense layer as DenseTransposedGrad
-    (models/_common.py): the same function and parameters, about twice as fast to
+    (models/_cpu_kernels.py): the same function and parameters, faster to
     differentiate on XLA:CPU. Training (train=True) and fast=False
     use the plain nn.Conv / ReLU / max_pool_2x2 layers: flat image regions tie pooling
     windows, and the space-to-depth conv's rounding (different per window position)

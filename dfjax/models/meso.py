@@ -1,11 +1,10 @@
 """MesoNet detectors (Afchar et al. 2018, "MesoNet: a Compact Facial Video Forgery
 Detection Network", arXiv:1809.00888): Meso-4 and MesoInception-4.
 
-Speed (2-core Zen3 CI machine, batch 64, 128x128, PGD-10, dfjax.xla options): Meso-4
-runs 75.6-83.1 img/s with the fast layers (fast=True, default) against 33.9 img/s
-before them: its 3- and 8-channel convs run in space-to-depth form (4x wider GEMMs) and
-ReLU/BatchNorm run on the pooled maps (models/_common.py). MesoInception-4 keeps the
-plain layers.
+Under attack (fast=True, default) Meso-4 uses the fast layers of
+models/_cpu_kernels.py: its 3- and 8-channel convs run in space-to-depth form (4x wider
+GEMMs) and ReLU/BatchNorm run on the pooled maps. MesoInception-4 keeps the plain
+layers. docs/peers.md has the measurements.
 """
 
 from __future__ import annotations
@@ -13,14 +12,8 @@ from __future__ import annotations
 import flax.linen as nn
 import jax.numpy as jnp
 
-from dfjax.models._common import (
-    Normalize,
-    PooledConv,
-    max_over,
-    max_pool_2x2,
-    min_over,
-    windows_2x2,
-)
+from dfjax.models._common import Normalize, max_pool_2x2, windows_2x2
+from dfjax.models._cpu_kernels import PooledConv, max_over, min_over
 from dfjax.types import Images, Logits
 
 
@@ -59,7 +52,7 @@ class Meso4(nn.Module):
     must be divisible by 32 (64x64 -> 2x2 features; 32x32 -> 1x1).
 
     fast=True (default) computes each block in eval mode (attacks) with PooledConv
-    (models/_common.py); there BatchNorm is a per-channel affine map a*r + b, so the
+    (models/_cpu_kernels.py); there BatchNorm is a per-channel affine map a*r + b, so the
     pool of BN(ReLU(z)) is max(BN(ReLU(max z)), BN(ReLU(min z))) whatever the sign of
     a: ReLU and BN run on the pooled maps only, and the pools on the raw conv output get
     the lean gradient. Training (train=True, batch statistics) and fast=False use the

@@ -1,4 +1,4 @@
-"""The fast conv + pool layers (dfjax/models/_common.py) compute the plain layers'
+"""The fast conv + pool layers (dfjax/models/_cpu_kernels.py) compute the plain layers'
 function: forward, input gradient and parameter gradients, in eval and training mode."""
 
 import flax.linen as nn
@@ -9,7 +9,8 @@ import pytest
 
 from dfjax.losses import cross_entropy
 from dfjax.models import MODELS
-from dfjax.models._common import (
+from dfjax.models._common import max_pool_2x2, windows_2x2
+from dfjax.models._cpu_kernels import (
     DenseTransposedGrad,
     conv_same,
     conv_same_2x2_windows,
@@ -17,11 +18,9 @@ from dfjax.models._common import (
     conv_valid_gemm_backward,
     matmul_transposed_grad,
     max_over,
-    max_pool_2x2,
     min_over,
     relu_max_over,
     space_to_depth,
-    windows_2x2,
 )
 
 FAST_MODELS = ["cnn7_tiny", "meso4_tiny", "cnn7", "meso4"]
@@ -73,7 +72,7 @@ def test_max_over_and_min_over_gradients_match_jnp():
 
 def _variables(name, x):
     """Plain-model init, with random BatchNorm statistics and signed scales (meso4)."""
-    variables = MODELS.get(name)(fast=False).init(jax.random.key(0), x[:1], train=False)
+    variables = MODELS.get(name).module(fast=False).init(jax.random.key(0), x[:1], train=False)
     if "batch_stats" not in variables:
         return variables
     keys = iter(jax.random.split(jax.random.key(7), 64))
@@ -88,7 +87,7 @@ def _variables(name, x):
 
 @pytest.mark.parametrize("name", FAST_MODELS)
 def test_fast_model_matches_plain_model(name):
-    fast, plain = MODELS.get(name)(), MODELS.get(name)(fast=False)
+    fast, plain = MODELS.get(name).module(), MODELS.get(name).module(fast=False)
     assert fast.fast and not plain.fast
     x = jax.random.uniform(jax.random.key(1), (4, 32, 32, 3))
     y = jnp.array([0, 1, 1, 0])
@@ -134,14 +133,14 @@ def test_parameter_gradients_match_on_flat_images(name):
         jax.random.uniform(jax.random.key(1), (4, 16, 16, 3)))
     x = jnp.round(x * 4) / 4  # few levels: many equal pixels
     y = jnp.array([0, 1, 1, 0])
-    plain = MODELS.get(name)(fast=False)
+    plain = MODELS.get(name).module(fast=False)
     variables = plain.init(jax.random.key(0), x[:1], train=False)
 
     def loss(model, params):
         return cross_entropy(model.apply({**variables, "params": params}, x), y).sum()
 
     grads = [jax.grad(loss, argnums=1)(m, variables["params"])
-             for m in (MODELS.get(name)(), plain)]
+             for m in (MODELS.get(name).module(), plain)]
     for a, b in zip(jax.tree.leaves(grads[0]), jax.tree.leaves(grads[1])):
         _close(a, b, rtol=2e-5)
 
