@@ -23,7 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from dfjax.data import synthetic_faces as sf
+from dfjax.data.face_render import render_faces
 from dfjax.data.faces import FaceDetector
 from dfjax.data.synthetic_videos import detectable_start
 from dfjax.data.video import sample_frame_indices, video_face_crops, write_video
@@ -35,7 +35,7 @@ def make_clip(path: Path, *, frames: int, width: int = 1920, height: int = 1080,
     rng = np.random.default_rng(seed)
     identity, appearance, _ = detectable_start(rng, FaceDetector(), 192)
     params = {**identity, **appearance}
-    face = sf.render_faces(params, face_px, np.random.default_rng(1))["image"][0]
+    face = render_faces(params, face_px, np.random.default_rng(1))["image"][0]
     face = (face * 255).astype(np.uint8)
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     background = np.stack([90 + 60 * xx / width, 110 + 40 * yy / height,

@@ -3,7 +3,7 @@ clips written as real MP4 files in the DFDC layout and read back by the `dfdc` c
 
 Each pair is one identity filmed once: a *real* clip whose pose drifts over
 `clip_frames` frames (translation, roll, scale, yaw), and a *fake* clip of the very
-same frames with another person's inner face blended in (`synthetic_faces.face_swap`,
+same frames with another person's inner face blended in (`face_render.face_swap`,
 donor rendered in the target's pose). The fake's blending boundary flickers: its
 strength and the mask's position are redrawn every frame -- the temporal trace video
 detectors use. Both clips go through the same camera (blur, noise, JPEG) and the same
@@ -36,8 +36,17 @@ from typing import Any
 import numpy as np
 
 from dfjax.config import DatasetSpec
-from dfjax.data import synthetic_faces as sf
 from dfjax.data.dfdc import DfdcBuilder
+from dfjax.data.face_render import (
+    DEFAULT_DIFFICULTY,
+    SCENE_KEYS,
+    artifact_strength,
+    camera,
+    face_swap,
+    render_faces,
+    sample_appearances,
+    sample_identities,
+)
 from dfjax.data.faces import FaceDetector
 from dfjax.data.video import write_video
 
@@ -46,7 +55,6 @@ DEFAULT_FRAME_SIZE = 160
 DEFAULT_FRAMES_PER_VIDEO = 8
 FACE_SCALE = 0.72  # faces fill less of a video frame than of a face crop
 _MAX_TRIES = 12
-_BACKGROUND_KEYS = ("bg1", "bg2", "bg_angle", "bg_texture", "clothes")
 
 
 def _frame_params(identity: dict, appearance: dict, rng: np.random.Generator, frames: int
@@ -64,8 +72,8 @@ def _frame_params(identity: dict, appearance: dict, rng: np.random.Generator, fr
 
 def _render_frames(params: dict, size: int, seed: np.random.SeedSequence) -> dict[str, Any]:
     """Renders each frame with the same texture stream (static skin/background texture)."""
-    outs = [sf.render_faces({k: v[i:i + 1] for k, v in params.items()}, size,
-                            np.random.default_rng(seed)) for i in range(len(params["angle"]))]
+    outs = [render_faces({k: v[i:i + 1] for k, v in params.items()}, size,
+                         np.random.default_rng(seed)) for i in range(len(params["angle"]))]
     return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
 
 
@@ -73,9 +81,9 @@ def detectable_start(rng: np.random.Generator, detector: FaceDetector, size: int
                      ) -> tuple[dict, dict, int]:
     """(identity, appearance, redraws): the first drawn identity whose face is detected."""
     for tries in range(_MAX_TRIES):
-        identity, appearance = sf.sample_identities(rng, 1), sf.sample_appearances(rng, 1)
+        identity, appearance = sample_identities(rng, 1), sample_appearances(rng, 1)
         params = {**identity, **appearance, "scale": appearance["scale"] * FACE_SCALE}
-        image = sf.render_faces(params, size, np.random.default_rng(0))["image"][0]
+        image = render_faces(params, size, np.random.default_rng(0))["image"][0]
         if detector.detect((image * 255).astype(np.uint8)) is not None:
             return identity, appearance, tries
     return identity, appearance, _MAX_TRIES
@@ -88,9 +96,8 @@ def detectable_donor(rng: np.random.Generator, params: dict, detector: FaceDetec
     to detect than reals (which would tie the detection rate to the label)."""
     first = {k: v[:1] for k, v in params.items()}
     for tries in range(_MAX_TRIES):
-        donor = {k: v for k, v in sf.sample_identities(rng, 1).items()
-                 if k not in _BACKGROUND_KEYS}
-        image = sf.render_faces({**first, **donor}, size, np.random.default_rng(0))["image"][0]
+        donor = {k: v for k, v in sample_identities(rng, 1).items() if k not in SCENE_KEYS}
+        image = render_faces({**first, **donor}, size, np.random.default_rng(0))["image"][0]
         if detector.detect((image * 255).astype(np.uint8)) is not None:
             return donor, tries
     return donor, _MAX_TRIES
@@ -111,17 +118,17 @@ def render_pair(seed: np.random.SeedSequence, *, clip_frames: int, frame_size: i
     mask_params = {**params, "yaw": params["yaw"] + rng.normal(0, 0.015, clip_frames)
                    .astype(np.float32)}
     # no exposure jump: the video swaps keep synthetic_faces 1.0.0's subtler traces
-    fake = sf.face_swap(target, donor.copy(), mask_params, flicker.astype(np.float32), rng,
-                        exposure=0.0)
+    fake = face_swap(target, donor.copy(), mask_params, flicker.astype(np.float32), rng,
+                     exposure=0.0)
     camera_seed = streams[2]
-    real_clip = sf.camera(target["image"], np.random.default_rng(camera_seed))
-    fake_clip = sf.camera(fake, np.random.default_rng(camera_seed))
+    real_clip = camera(target["image"], np.random.default_rng(camera_seed))
+    fake_clip = camera(fake, np.random.default_rng(camera_seed))
     return real_clip, fake_clip, redraws + donor_redraws
 
 
 def write_synthetic_videos(directory: Path, *, num_pairs: int, clip_frames: int = 16,
                            frame_size: int = DEFAULT_FRAME_SIZE, seed: int = 0,
-                           difficulty: float = sf.DEFAULT_DIFFICULTY, fps: float = 25.0
+                           difficulty: float = DEFAULT_DIFFICULTY, fps: float = 25.0
                            ) -> dict[str, Any]:
     """Writes `num_pairs` real/fake MP4 pairs and a metadata.json into `directory`.
 
@@ -130,7 +137,7 @@ def write_synthetic_videos(directory: Path, *, num_pairs: int, clip_frames: int 
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    detector, strength = FaceDetector(), sf.artifact_strength(difficulty)
+    detector, strength = FaceDetector(), artifact_strength(difficulty)
     metadata, redraws, start = {}, 0, time.perf_counter()
     for i, pair_seed in enumerate(np.random.SeedSequence([seed, 7]).spawn(num_pairs)):
         real_clip, fake_clip, tries = render_pair(pair_seed, clip_frames=clip_frames,
@@ -155,7 +162,7 @@ class SyntheticVideosBuilder(DfdcBuilder, skip_registration=True):
     homepage = ""
     OPTIONS = {**DfdcBuilder.OPTIONS, "frames_per_video": DEFAULT_FRAMES_PER_VIDEO,
                "clip_frames": DEFAULT_CLIP_FRAMES, "frame_size": DEFAULT_FRAME_SIZE,
-               "difficulty": sf.DEFAULT_DIFFICULTY}
+               "difficulty": DEFAULT_DIFFICULTY}
 
     def __init__(self, *, spec: DatasetSpec, data_dir: Path, manual_dir: Path | None = None):
         del manual_dir  # the videos are made, not downloaded

@@ -5,7 +5,8 @@ import pytest
 
 from dfjax.config import DatasetSpec
 from dfjax.data import DATASETS, SPLITS
-from dfjax.data import synthetic_faces as sf
+from dfjax.data import face_render as fr
+from dfjax.data import synthetic_faces
 
 SMALL = dict(num_examples=200, image_size=32)
 
@@ -37,9 +38,9 @@ def test_registered():
 
 
 def test_same_spec_same_arrays_other_seed_differs():
-    a = sf.generate_split_arrays("validation", seed=3, **SMALL)
-    b = sf.generate_split_arrays("validation", seed=3, **SMALL)
-    c = sf.generate_split_arrays("validation", seed=4, **SMALL)
+    a = fr.generate_split_arrays("validation", seed=3, **SMALL)
+    b = fr.generate_split_arrays("validation", seed=3, **SMALL)
+    c = fr.generate_split_arrays("validation", seed=4, **SMALL)
     for key in a:
         np.testing.assert_array_equal(a[key], b[key])
     assert not np.array_equal(a["images"], c["images"])
@@ -64,13 +65,13 @@ def test_shapes_dtypes_balance_and_identity_splits(loaded):
 
 
 def test_split_sizes_are_60_20_20():
-    assert sf.split_sizes(10_000) == {"train": 6000, "validation": 2000, "test": 2000}
-    assert sum(sf.split_sizes(1234).values()) == 1234
+    assert fr.split_sizes(10_000) == {"train": 6000, "validation": 2000, "test": 2000}
+    assert sum(fr.split_sizes(1234).values()) == 1234
 
 
 def test_loaded_matches_direct_generation(loaded):
     splits, _ = loaded
-    direct = sf.generate_split_arrays("test", difficulty=sf.DEFAULT_DIFFICULTY, **SMALL)
+    direct = fr.generate_split_arrays("test", difficulty=fr.DEFAULT_DIFFICULTY, **SMALL)
     np.testing.assert_array_equal(splits.test.images, direct["images"])
     np.testing.assert_array_equal(splits.test.groups, direct["groups"])
 
@@ -106,15 +107,15 @@ def test_data_version_is_part_of_the_spec():
 
 def test_other_sizes_render():
     for size in (33, 96):
-        out = sf.generate_split_arrays("test", num_examples=20, image_size=size)
+        out = fr.generate_split_arrays("test", num_examples=20, image_size=size)
         assert out["images"].shape == (4, size, size, 3)
 
 
 def test_upsampled_fakes_show_2x2_periodicity():
-    out = sf.generate_split_arrays("train", num_examples=400, image_size=32, difficulty=0.05)
+    out = fr.generate_split_arrays("train", num_examples=400, image_size=32, difficulty=0.05)
     ratio = _periodicity(out["images"])
     reals = ratio[out["methods"] == 0]
-    upsampled = ratio[out["methods"] == sf.METHODS.index("upsample")]
+    upsampled = ratio[out["methods"] == fr.METHODS.index("upsample")]
     assert len(upsampled) >= 15
     assert upsampled.mean() < reals.mean() - 0.15
 
@@ -123,23 +124,23 @@ def test_artifacts_fade_with_difficulty():
     """The same faces with subtler artifacts: periodicity closer to the reals'."""
     gaps = []
     for difficulty in (0.05, 1.0):
-        out = sf.generate_split_arrays("train", num_examples=400, image_size=32,
+        out = fr.generate_split_arrays("train", num_examples=400, image_size=32,
                                        difficulty=difficulty)
         ratio = _periodicity(out["images"])
-        up = out["methods"] == sf.METHODS.index("upsample")
+        up = out["methods"] == fr.METHODS.index("upsample")
         gaps.append(ratio[out["methods"] == 0].mean() - ratio[up].mean())
     assert gaps[0] > 3 * gaps[1]
 
 
 def _rendered(n=8, size=48, seed=0):
     rng = np.random.default_rng(seed)
-    params = {**sf.sample_identities(rng, n), **sf.sample_appearances(rng, n)}
-    return params, sf.render_faces(params, size, rng), rng
+    params = {**fr.sample_identities(rng, n), **fr.sample_appearances(rng, n)}
+    return params, fr.render_faces(params, size, rng), rng
 
 
 def test_smoothing_removes_skin_texture():
     _, target, _ = _rendered()
-    out = sf.skin_smoothing(target, np.ones(8, np.float32))
+    out = fr.skin_smoothing(target, np.ones(8, np.float32))
 
     def texture(images):  # high-frequency energy on the skin
         gray = images.mean(-1)
@@ -155,10 +156,10 @@ def test_smoothing_removes_skin_texture():
 
 def test_swap_changes_only_the_inner_face_and_leaves_a_colour_step():
     params, target, rng = _rendered()
-    donor_params = {**params, **{k: v for k, v in sf.sample_identities(rng, 8).items()
+    donor_params = {**params, **{k: v for k, v in fr.sample_identities(rng, 8).items()
                                  if k in ("skin", "eye_x", "iris", "lip", "hair")}}
-    donor = sf.render_faces(donor_params, 48, rng)["image"]
-    out = sf.face_swap(target, donor, params, np.ones(8, np.float32), rng)
+    donor = fr.render_faces(donor_params, 48, rng)["image"]
+    out = fr.face_swap(target, donor, params, np.ones(8, np.float32), rng)
     changed = np.abs(out - target["image"]).max(-1) > 1e-4
     assert changed[:, 20:30, 20:30].mean() > 0.9  # the centre of the face is replaced
     assert not changed[:, :6].any() and not changed[:, -4:].any()  # hair, body untouched
@@ -168,10 +169,10 @@ def test_swap_exposure_brightens_the_inner_face_beyond_an_8_255_budget():
     """The robust cue: with the default exposure jump, the swapped centre is brighter
     than without it by far more than an Linf attacker at 8/255 can undo."""
     params, target, _ = _rendered()
-    donor = sf.render_faces(params, 48, np.random.default_rng(1))["image"]
+    donor = fr.render_faces(params, 48, np.random.default_rng(1))["image"]
     strength = np.full(8, 0.85, np.float32)
-    jumped = sf.face_swap(target, donor, params, strength, np.random.default_rng(2))
-    plain = sf.face_swap(target, donor, params, strength, np.random.default_rng(2), exposure=0.0)
+    jumped = fr.face_swap(target, donor, params, strength, np.random.default_rng(2))
+    plain = fr.face_swap(target, donor, params, strength, np.random.default_rng(2), exposure=0.0)
     centre = (slice(None), slice(20, 30), slice(20, 30))
     gain = (jumped[centre] - plain[centre]).mean(axis=(1, 2, 3))
     assert np.all(gain > 0.1) and np.all(gain < 0.36)
@@ -181,7 +182,7 @@ def test_swap_exposure_brightens_the_inner_face_beyond_an_8_255_budget():
 
 def test_camera_is_shared_and_lossy():
     _, target, rng = _rendered()
-    out = sf.camera(target["image"], rng)
+    out = fr.camera(target["image"], rng)
     assert out.dtype == np.uint8 and out.shape == target["image"].shape
     error = np.abs(out / 255.0 - target["image"]).mean()
     assert 0.002 < error < 0.05
@@ -196,7 +197,7 @@ def test_prepare_is_cached_and_spec_changes_directory(loaded, monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("regenerated a prepared dataset")
 
-    monkeypatch.setattr(sf, "generate_split_arrays", fail)
+    monkeypatch.setattr(synthetic_faces, "generate_split_arrays", fail)
     again = entry.load(_spec(), data_dir=data_dir)
     np.testing.assert_array_equal(again.train.images, splits.train.images)
     directories = {str(entry.builder(spec, data_dir=data_dir).data_dir) for spec in
