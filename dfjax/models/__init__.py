@@ -1,4 +1,4 @@
-"""Detectors by name: `MODELS.get(name)(num_logits=2)` -> a Flax linen module.
+"""Detectors by name: `build_model(ModelSpec(name=...))` -> a Flax linen module.
 
 Every model takes float32 NHWC in [0, 1] and normalises inside; `apply(variables,
 x, train=False)` is the pure forward pass attacks differentiate.

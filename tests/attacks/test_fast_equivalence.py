@@ -39,9 +39,9 @@ def reference_pgd(logits_fn, x, y, key):
 def test_optimised_pgd_equals_plain_jax_grad_pgd(name):
     x = jax.random.uniform(jax.random.key(1), (8, 32, 32, 3))
     y = jnp.arange(8) % 2
-    plain = MODELS.get(name)(fast=False)
+    plain = MODELS.get(name).module(fast=False)
     variables = plain.init(jax.random.key(0), x[:1], train=False)
-    fast_fn = make_logits_fn(MODELS.get(name)(), variables)
+    fast_fn = make_logits_fn(MODELS.get(name).module(), variables)
     key = jax.random.key(2)
     optimised = dfjax_jit(lambda x, y: pgd(fast_fn, x, y, key, eps=EPS, step_size=STEP,
                                            num_steps=STEPS))(x, y)

@@ -6,7 +6,7 @@ import pytest
 
 from dfjax.data.base import DatasetSplits, Split
 from dfjax.data.show import save_grid
-from dfjax.data.synthetic_faces import generate_split_arrays
+from dfjax.data.face_render import generate_split_arrays
 
 
 def _splits() -> DatasetSplits:

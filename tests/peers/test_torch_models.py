@@ -30,7 +30,7 @@ def _randomise_batch_stats(variables, seed):
                                         ("meso4", (64, 64)), ("meso4", (64, 96)),
                                         ("meso4_tiny", (32, 32))])
 def test_logits_agree(name, shape, num_logits):
-    model = MODELS.get(name)(num_logits=num_logits)
+    model = MODELS.get(name).module(num_logits=num_logits)
     x = np.random.default_rng(1).random((4, *shape, 3), dtype=np.float32)
     variables = _randomise_batch_stats(model.init(jax.random.key(0), jnp.asarray(x[:1])), 2)
     expected = np.asarray(make_logits_fn(model, variables)(jnp.asarray(x)))
@@ -47,7 +47,7 @@ def test_logits_agree(name, shape, num_logits):
 
 
 def test_channels_last_input_gives_the_same_logits():
-    model = MODELS.get("cnn7")(num_logits=2)
+    model = MODELS.get("cnn7").module(num_logits=2)
     x = np.random.default_rng(3).random((2, 32, 32, 3), dtype=np.float32)
     torch_model = from_flax("cnn7", model.init(jax.random.key(1), jnp.asarray(x)))
     xt = nhwc_to_nchw(x)
@@ -60,7 +60,7 @@ def test_channels_last_input_gives_the_same_logits():
 
 
 def test_non_square_map_needs_feature_hw_and_unknown_names_are_rejected():
-    model = MODELS.get("cnn7_tiny")(num_logits=2)
+    model = MODELS.get("cnn7_tiny").module(num_logits=2)
     variables = model.init(jax.random.key(0), jnp.zeros((1, 16, 32, 3)))
     with pytest.raises(ValueError, match="feature_hw"):
         from_flax("cnn7_tiny", variables)
