@@ -1,80 +1,82 @@
 """DP-SGD (Abadi et al. 2016, "Deep Learning with Differential Privacy",
-arXiv:1607.00133): per-example gradient clipping plus Gaussian noise.
+arXiv:1607.00133, Algorithm 1): per-example gradient clipping plus Gaussian noise.
 
-The recipe's loss carries its own `value_and_grad` (the hook `make_train_step`
-uses instead of `jax.value_and_grad`), and `privacy_epsilon(steps, num_examples)`
-(the RDP accountant, `dfjax.training.accountant`). The noisy gradient is then fed
-to the loop's optimiser (Adam: post-processing, so the privacy cost is unchanged).
+The recipe asks the loop for per-example gradients (`Recipe.per_example`) and hands
+them to optax's `contrib.differentially_private_aggregate` (`Recipe.gradient_transform`):
+each example's whole gradient clipped to L2 norm C, the clipped gradients summed,
+N(0, (sigma C)^2) noise added to each coordinate, the sum divided by the batch size b.
+Adam then runs on the result (post-processing: the privacy cost is unchanged). The noise
+key lives in the transform's state, seeded from the training spec's seed.
+`Recipe.privacy` accounts the cost with `dfjax.training.accountant` (dp-accounting).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Any
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
+import optax
 
-from dfjax.losses import cross_entropy
 from dfjax.config import TrainSpec
-from dfjax.training.accountant import dp_sgd_epsilon
-from dfjax.training.recipes import apply_train, check_options
+from dfjax.losses import cross_entropy
+from dfjax.training.accountant import ACCOUNTANTS, dp_sgd_epsilon
+from dfjax.training.base import Recipe, RecipeEntry, apply_train, check_positive
+
+# Folded into key(spec.seed) for the noise key, so the noise is a stream of its own.
+NOISE_STREAM = 0xD9
 
 
-def clip_and_noise(per_example_grads, key: jax.Array, *, clip_norm: float,
-                   noise_multiplier: float):
-    """Per-example grads (every leaf [b, ...]) -> the DP mean gradient (leaves [...]).
+def noise_key(spec: TrainSpec) -> jax.Array:
+    """The DP noise's initial key: a function of the training spec's seed alone."""
+    return jax.random.fold_in(jax.random.key(spec.seed), NOISE_STREAM)
 
-    Each example's whole gradient is scaled to L2 norm <= clip_norm, the scaled
-    gradients are summed, N(0, (noise_multiplier * clip_norm)^2) noise is added to each
-    coordinate, and the sum is divided by b (Abadi et al., Algorithm 1).
+
+def check_dp_sgd(options: dict[str, Any]) -> None:
+    check_positive("clip_norm", options["clip_norm"])
+    check_positive("noise_multiplier", options["noise_multiplier"], allow_zero=True)
+    delta = options["delta"]
+    if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not 0 < delta < 1:
+        raise ValueError(f"delta must be in (0, 1), got {delta!r}")
+    if options["accountant"] not in ACCOUNTANTS:
+        raise ValueError(f"accountant must be one of {ACCOUNTANTS}, got "
+                         f"{options['accountant']!r}")
+
+
+def build_dp_sgd(model: nn.Module, spec: TrainSpec, options: dict[str, Any]) -> Recipe:
+    """Cross-entropy, differentiated per example, clipped and noised (see the module).
+
+    Options (see DP_SGD): clip_norm C, noise_multiplier sigma (noise std / C), delta,
+    accountant ("rdp" or "pld"). Models with BatchNorm are refused when the loss is
+    traced: BatchNorm mixes the examples of a batch, so per-example gradients (and the
+    guarantee) do not exist.
     """
-    leaves, treedef = jax.tree.flatten(per_example_grads)
-    b = leaves[0].shape[0]
-    sq = sum(jnp.sum(g.reshape(b, -1) ** 2, axis=1) for g in leaves)
-    factor = jnp.minimum(1.0, clip_norm / jnp.maximum(jnp.sqrt(sq), 1e-12))
-    out = []
-    for i, g in enumerate(leaves):
-        summed = jnp.tensordot(factor, g, axes=1)
-        noise = jax.random.normal(jax.random.fold_in(key, i), summed.shape, summed.dtype)
-        out.append((summed + noise_multiplier * clip_norm * noise) / b)
-    return jax.tree.unflatten(treedef, out)
+    clip_norm = float(options["clip_norm"])
+    noise_multiplier = float(options["noise_multiplier"])
+    delta = float(options["delta"])
+    accountant = options["accountant"]
 
-
-def dp_sgd(model: nn.Module, spec: TrainSpec) -> Callable:
-    """Options: `clip_norm` (default 1.0), `noise_multiplier` sigma (default 1.1),
-    `delta` (default 1e-5). Models with BatchNorm are refused: BatchNorm mixes the
-    examples of a batch, so per-example gradients (and the guarantee) do not exist."""
-    check_options(spec, {"clip_norm", "noise_multiplier", "delta"})
-    clip_norm = float(spec.option("clip_norm", 1.0))
-    noise_multiplier = float(spec.option("noise_multiplier", 1.1))
-    delta = float(spec.option("delta", 1e-5))
-
-    def loss(variables, params, x, y, key):
+    def loss(variables, params, x, y, key, progress):
+        del progress
+        if "batch_stats" in variables:
+            raise ValueError("dp_sgd needs per-example gradients, which a model with "
+                             "BatchNorm does not have; choose a model without BatchNorm")
         logits, state = apply_train(model, variables, params, x, key)
         return cross_entropy(logits, y).mean(), (logits, state)
 
-    def value_and_grad(variables, params, x, y, key):
-        if "batch_stats" in variables:
-            raise ValueError("dp_sgd needs per-example gradients; this model has BatchNorm")
-        k_model, k_noise = jax.random.split(key)
-        keys = jax.random.split(k_model, x.shape[0])
+    def privacy(steps: int, num_examples: int) -> dict[str, Any]:
+        epsilon = dp_sgd_epsilon(num_examples=num_examples, batch_size=spec.batch_size,
+                                 noise_multiplier=noise_multiplier, steps=steps, delta=delta,
+                                 accountant=accountant)
+        return {"epsilon": epsilon, "delta": delta, "accountant": accountant}
 
-        def single(p, xi, yi, ki):
-            logits, _ = apply_train(model, variables, p, xi[None], ki)
-            return cross_entropy(logits, yi[None])[0], logits[0]
+    aggregate = optax.contrib.differentially_private_aggregate(
+        l2_norm_clip=clip_norm, noise_multiplier=noise_multiplier, key=noise_key(spec))
+    return Recipe(loss=loss, per_example=True, gradient_transform=aggregate, privacy=privacy)
 
-        (losses, logits), grads = jax.vmap(jax.value_and_grad(single, has_aux=True),
-                                           in_axes=(None, 0, 0, 0))(params, x, y, keys)
-        state = {k: v for k, v in variables.items() if k != "params"}
-        noisy = clip_and_noise(grads, k_noise, clip_norm=clip_norm,
-                               noise_multiplier=noise_multiplier)
-        return (losses.mean(), (logits, state)), noisy
 
-    def privacy_epsilon(steps: int, num_examples: int) -> float:
-        return dp_sgd_epsilon(num_examples=num_examples, batch_size=spec.batch_size,
-                              noise_multiplier=noise_multiplier, steps=steps, delta=delta)
-
-    loss.value_and_grad = value_and_grad
-    loss.privacy_epsilon = privacy_epsilon
-    return loss
+DP_SGD = RecipeEntry(
+    build=build_dp_sgd, check=check_dp_sgd,
+    options={"clip_norm": 1.0, "noise_multiplier": 1.1, "delta": 1e-5, "accountant": "rdp"},
+    description="DP-SGD (Abadi et al. 2016): per-example clipping and Gaussian noise "
+                "(optax), epsilon from dp-accounting (rdp or pld)")

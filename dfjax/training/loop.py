@@ -12,10 +12,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from dfjax.losses import cross_entropy, predicted_class
 from dfjax.config import TrainSpec
 from dfjax.data.base import Split
-from dfjax.training.recipes import RECIPES
+from dfjax.losses import cross_entropy, predicted_class
+from dfjax.training.base import Recipe
+from dfjax.training.recipes import build_recipe
 from dfjax.xla import jit as dfjax_jit
 
 
@@ -24,26 +25,43 @@ def create_variables(model: nn.Module, image_shape: tuple[int, ...], key: jax.Ar
     return dict(model.init(key, jnp.zeros((1, *image_shape), jnp.float32), train=False))
 
 
-def make_train_step(model: nn.Module, spec: TrainSpec, optimizer) -> Callable:
-    loss_fn = RECIPES.get(spec.recipe)(model, spec)
-    custom_value_and_grad = getattr(loss_fn, "value_and_grad", None)  # e.g. DP-SGD
-    if getattr(loss_fn, "uses_progress", False):  # e.g. an eps warm-up
-        with_progress = loss_fn
-    else:
-        def with_progress(variables, params, x, y, key, progress):
-            del progress
-            return loss_fn(variables, params, x, y, key)
+def make_optimizer(spec: TrainSpec, recipe: Recipe) -> optax.GradientTransformation:
+    """Adam at spec.learning_rate, after the recipe's gradient transform if it has one."""
+    adam = optax.adam(spec.learning_rate)
+    if recipe.gradient_transform is None:
+        return adam
+    return optax.chain(recipe.gradient_transform, adam)
+
+
+def _per_example_value_and_grad(loss: Callable, variables, params, x, y, key, progress):
+    """((mean loss, (logits [b, k], state)), gradients with a leading [b] axis): `loss`
+    on each example alone, keyed by split(key, b)."""
+    def single(p, xi, yi, ki):
+        value, (logits, _) = loss(variables, p, xi[None], yi[None], ki, progress)
+        return value, logits[0]
+
+    keys = jax.random.split(key, x.shape[0])
+    (values, logits), grads = jax.vmap(jax.value_and_grad(single, has_aux=True),
+                                       in_axes=(None, 0, 0, 0))(params, x, y, keys)
+    state = {k: v for k, v in variables.items() if k != "params"}
+    return (values.mean(), (logits, state)), grads
+
+
+def make_train_step(recipe: Recipe, optimizer: optax.GradientTransformation) -> Callable:
+    """The compiled step (variables, opt_state, images_u8 [b, h, w, c], y [b], key,
+    progress) -> (variables, opt_state, loss, number correct). `optimizer` must start
+    with `recipe.gradient_transform` (see `make_optimizer`)."""
 
     @dfjax_jit
     def train_step(variables, opt_state, images_u8, y, key, progress=0.0):
         """progress: float in [0, 1], the fraction of training done before this step."""
         x = images_u8.astype(jnp.float32) / 255.0
-        if custom_value_and_grad is not None:
-            (loss, (logits, state)), grads = custom_value_and_grad(
-                variables, variables["params"], x, y, key)
+        if recipe.per_example:  # e.g. DP-SGD: the optimizer aggregates them
+            (loss, (logits, state)), grads = _per_example_value_and_grad(
+                recipe.loss, variables, variables["params"], x, y, key, progress)
         else:
             (loss, (logits, state)), grads = jax.value_and_grad(
-                lambda p: with_progress(variables, p, x, y, key, progress),
+                lambda p: recipe.loss(variables, p, x, y, key, progress),
                 has_aux=True)(variables["params"])
         updates, opt_state = optimizer.update(grads, opt_state, variables["params"])
         params = optax.apply_updates(variables["params"], updates)
@@ -91,16 +109,19 @@ def train_detector(
     model: nn.Module, train: Split, validation: Split, spec: TrainSpec, *, key: jax.Array,
     on_epoch: Callable[[dict], None] | None = None, initial_variables: dict | None = None,
 ) -> tuple[dict, list[dict[str, Any]]]:
-    """Train with optax Adam; returns (variables, history).
+    """Train with optax Adam (after the recipe's gradient transform); returns
+    (variables, history). The recipe `spec.recipe` is built once, here.
 
     history has one dict per epoch: train_loss, train_accuracy, val_loss,
-    val_accuracy, seconds (and epsilon for a private recipe). `spec.options`
-    `init_from` = a weights file (see dfjax.models.pretrained) fine-tunes from it, as does
-    `initial_variables` (the runner's warm start from a cached detector). Shuffling uses
-    fold_in(key, epoch): same key, same weights.
+    val_accuracy, seconds, and a private recipe's `Recipe.privacy` record (dp_sgd:
+    epsilon, delta, accountant). Option `init_from` = a weights file (see
+    dfjax.models.pretrained) fine-tunes from it, as does `initial_variables` (the
+    runner's warm start from a cached detector). Shuffling uses fold_in(key, epoch):
+    same key, same weights.
     """
     if len(train) < spec.batch_size:
         raise ValueError(f"{len(train)} training examples < batch size {spec.batch_size}")
+    recipe = build_recipe(model, spec)  # checks the options before any work
     if initial_variables is not None:  # fine-tuning a detector of the same architecture
         variables = initial_variables
     else:
@@ -110,10 +131,9 @@ def train_detector(
         from dfjax.models.pretrained import load_pretrained
 
         variables = load_pretrained(spec.option("init_from"), variables)
-    privacy_epsilon = getattr(RECIPES.get(spec.recipe)(model, spec), "privacy_epsilon", None)
-    optimizer = optax.adam(spec.learning_rate)
+    optimizer = make_optimizer(spec, recipe)
     opt_state = optimizer.init(variables["params"])
-    train_step = make_train_step(model, spec, optimizer)
+    train_step = make_train_step(recipe, optimizer)
     eval_step = make_eval_step(model)
     history = []
     steps_per_epoch = len(train) // spec.batch_size
@@ -139,8 +159,8 @@ def train_detector(
             "val_accuracy": val_accuracy,
             "seconds": time.perf_counter() - start,
         }
-        if privacy_epsilon is not None:  # DP-SGD: (epsilon, delta)-DP spent so far
-            record["epsilon"] = privacy_epsilon((epoch + 1) * steps_per_epoch, len(train))
+        if recipe.privacy is not None:  # DP-SGD: (epsilon, delta)-DP spent so far
+            record.update(recipe.privacy((epoch + 1) * steps_per_epoch, len(train)))
         history.append(record)
         if on_epoch is not None:
             on_epoch(record)

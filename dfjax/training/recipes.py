@@ -1,76 +1,39 @@
-"""Training recipes: what loss a detector's weights minimise.
+"""Training recipes by name: what loss a detector's weights minimise, and how.
 
-A recipe turns (model, spec) into `loss(variables, params, x, y, key)` returning
-(scalar loss, (logits, new_model_state)). The `standard` recipe is the paper's
-cross-entropy training (Eq. 4).
+Each entry is a `RecipeEntry` (`dfjax.training.base`): its options with defaults,
+checked without a model, and `build(model, spec, options) -> Recipe`, built once per
+training. Every recipe also takes the common options `warm_start_epochs` (the runner)
+and `init_from` (the loop).
 
-Optional hooks, as attributes of the returned loss function:
-  value_and_grad(variables, params, x, y, key) -> ((loss, (logits, state)), grads):
-      replaces `jax.value_and_grad(loss)` in the training step (DP-SGD's clipped,
-      noised per-example gradients);
-  privacy_epsilon(steps, num_examples) -> float: recorded per epoch as `epsilon`.
-
-Registered: standard, fgsm_rs, pgd_at (dfjax.training.adversarial), dp_sgd
-(dfjax.training.dp_sgd).
+Registered here, in one place: standard (`dfjax.training.standard`), fgsm_rs and pgd_at
+(`dfjax.training.adversarial`), dp_sgd (`dfjax.training.dp_sgd`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import flax.linen as nn
 
-from dfjax.losses import cross_entropy
 from dfjax.config import TrainSpec
 from dfjax.registry import Registry
+from dfjax.training.adversarial import FGSM_RS, PGD_AT
+from dfjax.training.base import Recipe, RecipeEntry
+from dfjax.training.dp_sgd import DP_SGD
+from dfjax.training.standard import STANDARD
 
-RECIPES: Registry = Registry("training")
-
-# Options every recipe accepts: read by the runner (warm_start_epochs) or by the
-# training loop (init_from), not by the recipe's loss.
-COMMON_OPTIONS = frozenset({"warm_start_epochs", "init_from"})
-
-
-def check_options(spec: TrainSpec, known: set[str]) -> None:
-    """Raises ValueError naming any option of `spec` neither its recipe (`known`) nor
-    COMMON_OPTIONS has, and listing the valid ones."""
-    unknown = sorted(set(dict(spec.options)) - known - COMMON_OPTIONS)
-    if unknown:
-        raise ValueError(f"recipe {spec.recipe!r} has no option(s) {unknown}; its options are "
-                         f"{sorted(known | COMMON_OPTIONS)}")
+RECIPES: Registry[RecipeEntry] = Registry("training")
+RECIPES.register("standard", STANDARD)
+RECIPES.register("fgsm_rs", FGSM_RS)
+RECIPES.register("pgd_at", PGD_AT)
+RECIPES.register("dp_sgd", DP_SGD)
 
 
-def apply_train(model: nn.Module, variables: dict, params: Any, x, key):
-    """Forward in training mode; returns (logits, updated non-param state)."""
-    state = {k: v for k, v in variables.items() if k != "params"}
-    mutable = [k for k in state if k == "batch_stats"]
-    out = model.apply({"params": params, **state}, x, train=True,
-                      mutable=mutable or False, rngs={"dropout": key})
-    if mutable:
-        logits, new_state = out
-        return logits, {**state, **new_state}
-    return out, state
+def build_recipe(model: nn.Module, spec: TrainSpec) -> Recipe:
+    """The Recipe of `spec.recipe` for `model`, its options resolved (OptionError on an
+    unknown option or a refused value).
 
-
-def standard(model: nn.Module, spec: TrainSpec) -> Callable:
-    """Plain cross-entropy on clean inputs (Dhese et al., Eq. 4). No options of its own."""
-    check_options(spec, set())
-
-    def loss(variables, params, x, y, key):
-        logits, state = apply_train(model, variables, params, x, key)
-        return cross_entropy(logits, y).mean(), (logits, state)
-
-    return loss
-
-
-RECIPES.register("standard", standard)
-
-
-# Recipes in their own modules register here (they import apply_train from this one).
-from dfjax.training.adversarial import fgsm_rs, pgd_at
-from dfjax.training.dp_sgd import dp_sgd
-
-RECIPES.register("fgsm_rs", fgsm_rs)
-RECIPES.register("pgd_at", pgd_at)
-RECIPES.register("dp_sgd", dp_sgd)
+    Example:
+        >>> recipe = build_recipe(model, TrainSpec(recipe="pgd_at", options={"steps": 5}))
+        >>> loss, (logits, state) = recipe.loss(variables, variables["params"], x, y, key, 0.0)
+    """
+    options = RECIPES.resolve(spec.recipe, spec.options)
+    return RECIPES.get(spec.recipe).build(model, spec, options)
