@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from dfjax.attacks._checks import check_batch, check_budget, check_steps
 from dfjax.attacks._loops import attack_loop
 from dfjax.losses import margin
 from dfjax.types import Images, Labels, LogitsFn
-
-_ADAM_B1, _ADAM_B2, _ADAM_EPS = 0.9, 0.999, 1e-8
 
 
 def _l2(a, b):
@@ -25,8 +24,9 @@ def cw_l2_minimal(
     """The smallest-L2 misclassified point found, and its distance.
 
     Minimises ||x' - x||_2^2 + c * max(z_y - z_other, -kappa) over x' = (tanh(w) + 1) / 2
-    with Adam (`num_steps` steps, w restarted at x for each c), and a per-example binary
-    search over c (`binary_search_steps` rounds: c x10 until a success, then bisection).
+    with Adam (`optax.adam(learning_rate)`, `num_steps` steps; w and Adam's state
+    restarted for each c), and a per-example binary search over c
+    (`binary_search_steps` rounds: c x10 until a success, then bisection).
     Returns (x_min [b, h, w, c] in [0, 1], l2 [b]); l2 = inf (and x_min = x) where no
     misclassified point was found; l2 = 0 for examples misclassified already.
     """
@@ -46,11 +46,13 @@ def cw_l2_minimal(
         return total.sum(), (x_adv, m)
 
     grad_fn = jax.grad(objective, has_aux=True)
+    adam = optax.adam(learning_rate)
     const = jnp.full((b,), initial_const, x.dtype)
     lower, upper = jnp.zeros_like(const), jnp.full_like(const, jnp.inf)
     for _ in range(binary_search_steps):  # static, few
         def step(t, carry):
-            w, m1, m2, best_x, best_l2, success = carry
+            del t
+            w, adam_state, best_x, best_l2, success = carry
             grad, (x_adv, m) = grad_fn(w, const)
             # x_adv, m belong to the current w: record it before moving
             l2 = _l2(x_adv, x)
@@ -58,17 +60,12 @@ def cw_l2_minimal(
             best_x = jnp.where(improved.reshape(bcast), x_adv, best_x)
             best_l2 = jnp.where(improved, l2, best_l2)
             success = success | (m > 0)
-            m1 = _ADAM_B1 * m1 + (1 - _ADAM_B1) * grad
-            m2 = _ADAM_B2 * m2 + (1 - _ADAM_B2) * grad * grad
-            tt = (t + 1).astype(x.dtype)
-            m_hat = m1 / (1 - _ADAM_B1 ** tt)
-            v_hat = m2 / (1 - _ADAM_B2 ** tt)
-            w = w - learning_rate * m_hat / (jnp.sqrt(v_hat) + _ADAM_EPS)
-            return w, m1, m2, best_x, best_l2, success
+            updates, adam_state = adam.update(grad, adam_state)
+            w = optax.apply_updates(w, updates)
+            return w, adam_state, best_x, best_l2, success
 
-        zeros = jnp.zeros_like(w0)
-        w, _, _, best_x, best_l2, success = attack_loop(
-            num_steps, step, (w0, zeros, zeros, best_x, best_l2, jnp.zeros((b,), bool)))
+        w, _, best_x, best_l2, success = attack_loop(
+            num_steps, step, (w0, adam.init(w0), best_x, best_l2, jnp.zeros((b,), bool)))
         x_last = (jnp.tanh(w) + 1) / 2  # the last Adam step's point
         m_last, l2_last = margin(logits_fn(x_last), y), _l2(x_last, x)
         improved = (m_last > 0) & (l2_last < best_l2)
