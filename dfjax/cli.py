@@ -155,15 +155,10 @@ def registry_lines(title: str, registry) -> list[str]:
     width = max((len(name) for name, _ in entries), default=0)
     lines = [f"{title}:"]
     for name, entry in entries:
-        line = f"  {name:<{width}}"
-        # getattr: an entry not yet converted to dfjax.registry.Entry declares no
-        # options (issue 12); it is listed by name (and description) only.
-        if hasattr(entry, "options"):
-            options = [f"{k}={v!r}" for k, v in entry.options.items()]
-            options += [f"{p}*" for p in getattr(entry, "option_prefixes", ())]
-            line += f"  {' '.join(options) or '(no options)'}"
-        description = getattr(entry, "description", "")
-        lines.append(f"{line}  -- {description}" if description else line.rstrip())
+        options = [f"{k}={v!r}" for k, v in entry.options.items()]
+        options += [f"{p}*" for p in entry.option_prefixes]
+        line = f"  {name:<{width}}  {' '.join(options) or '(no options)'}"
+        lines.append(f"{line}  -- {entry.description}" if entry.description else line)
     return lines
 
 

@@ -83,6 +83,9 @@ class Registry(Generic[E]):
     def register(self, name: str, entry: E) -> E:
         if name in self._entries:
             raise ValueError(f"{self.axis} {name!r} is already registered")
+        if not isinstance(entry, Entry):
+            raise TypeError(f"{self.axis} {name!r}: a registry entry must be a "
+                            f"dfjax.registry.Entry, got {type(entry).__name__}")
         self._entries[name] = entry
         return entry
 

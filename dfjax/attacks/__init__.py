@@ -49,6 +49,11 @@ class AttackEntry(Entry):
     minimal_norm: bool = False
     members: Callable[[AttackSpec, Mapping[str, Any]], list[AttackSpec]] | None = None
 
+    def __post_init__(self):
+        if not self.description and self.fn is not None:  # the attack's one-line summary
+            doc = (getattr(self.fn, "func", self.fn).__doc__ or "").strip()
+            object.__setattr__(self, "description", " ".join(doc.split("\n\n")[0].split()))
+
     def resolve_options(self, given: Mapping[str, Any] | tuple = ()) -> dict[str, Any]:
         """Entry.resolve_options, and every loop count an int >= 1."""
         options = super().resolve_options(given)
@@ -121,6 +126,8 @@ ATTACKS.register("cw_l2", AttackEntry(
              "initial_const": 0.1, "kappa": 0.0}))
 ATTACKS.register("auto", AttackEntry(
     None, options=auto.OPTIONS, check=auto.check_options,
+    description="worst case over an ensemble (AutoAttack protocol, Croce & Hein 2020): "
+                "members run in turn on the points still robust",
     members=lambda spec, options: auto.member_specs(spec, options, ATTACKS)))
 
 __all__ = [

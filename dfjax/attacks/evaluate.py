@@ -27,8 +27,10 @@ from dfjax.types import LogitsFn
 from dfjax.xla import compile_split
 
 OUTPUT_NAMES = ("clean", "adv", "linf", "l2", "l0", "trace", "distance")
-# variables -> the (defended) logits function the attack sees
-LogitsOf = Callable[[dict], LogitsFn]
+# (variables, key) -> (scored, attacked) logits functions: the defended detector the
+# evaluation scores, and the form the attack differentiates (dfjax.defences.Defended)
+LogitsOf = Callable[[dict, jax.Array], tuple[LogitsFn, LogitsFn]]
+DEFENCE_STREAM = 0x64656600  # the defence's draws: fold_in(batch key, DEFENCE_STREAM)
 
 
 @dataclasses.dataclass
@@ -58,11 +60,12 @@ class AttackEvaluator:
         self.devices = devices
 
     def get(self, attack_spec: AttackSpec, logits_of: LogitsOf, detector_kind: Hashable,
-            variables, x, y, key) -> tuple[object, float]:
+            variables, x, y, key, *, split: bool = True) -> tuple[object, float]:
         """(compiled function, seconds spent compiling now: 0 when cached).
-        detector_kind: what identifies `logits_of` (e.g. model and defence specs)."""
+        detector_kind: what identifies `logits_of` (e.g. model and defence specs).
+        split=False: run on one device (a defence with a host callback)."""
         cache_key = (detector_kind, dataclasses.replace(attack_spec, eps=0.0).canonical(),
-                     x.shape)
+                     x.shape, split)
         if cache_key in self._compiled:
             return self._compiled[cache_key], 0.0
         entry = ATTACKS.get(attack_spec.name)
@@ -74,8 +77,8 @@ class AttackEvaluator:
         attack = entry.bind(attack_spec, **extra_static)
 
         def evaluate(variables, x, y, key, eps):
-            logits_fn = logits_of(variables)
-            out = attack(logits_fn, x, y, key, eps)
+            scored, attacked = logits_of(variables, jax.random.fold_in(key, DEFENCE_STREAM))
+            out = attack(attacked, x, y, key, eps)
             result = {}
             if entry.traces:
                 out, result["trace"] = out
@@ -85,12 +88,12 @@ class AttackEvaluator:
             result["linf"], result["l2"] = perturbation_norms(x_adv, x)
             result["l0"] = changed_pixels(x_adv, x)
             result["in_range"] = jnp.all((x_adv >= 0) & (x_adv <= 1))
-            result["clean"], result["adv"] = logits_fn(x), logits_fn(x_adv)
+            result["clean"], result["adv"] = scored(x), scored(x_adv)
             return result
 
         start = time.perf_counter()
-        compiled = compile_split(evaluate, variables, x, y, key, jnp.float32(0),
-                                 devices=self.devices)
+        devices = self.devices if split else jax.devices()[:1]
+        compiled = compile_split(evaluate, variables, x, y, key, jnp.float32(0), devices=devices)
         seconds = time.perf_counter() - start
         self._compiled[cache_key] = compiled
         return compiled, seconds
@@ -99,12 +102,12 @@ class AttackEvaluator:
 def evaluate_attack(
     attack_spec: AttackSpec, logits_of: LogitsOf, detector_kind: Hashable, variables,
     images: np.ndarray, labels: np.ndarray, key: jax.Array, evaluator: AttackEvaluator,
-    batch_size: int,
+    batch_size: int, *, split: bool = True,
 ) -> AttackOutputs:
     """Attack `images` (float32 [n, h, w, c] in [0, 1]; labels int [n]) in padded batches
     of `batch_size`; batch i gets key fold_in(key, i), an ensemble's member j within it
-    fold_in(batch key, j). Raises AssertionError if any output breaks its budget or
-    leaves [0, 1]."""
+    fold_in(batch key, j). split=False keeps each batch on one device. Raises
+    AssertionError if any output breaks its budget or leaves [0, 1]."""
     entry = ATTACKS.get(attack_spec.name)
     members = (member_specs(attack_spec, entry.resolve_spec(attack_spec), ATTACKS)
                if entry.members else None)
@@ -121,7 +124,8 @@ def evaluate_attack(
 
         def run(spec, x, y, key):
             nonlocal compiled_now
-            fn, seconds = evaluator.get(spec, logits_of, detector_kind, variables, x, y, key)
+            fn, seconds = evaluator.get(spec, logits_of, detector_kind, variables, x, y, key,
+                                        split=split)
             compiled_now += seconds
             return jax.block_until_ready(fn(variables, x, y, key, eps))
 

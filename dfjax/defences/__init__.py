@@ -1,46 +1,151 @@
-"""Inference-time defences by name: `defended_logits(model, spec)` -> variables -> logits_fn.
+"""Inference-time defences by name, and how each is attacked.
 
-A defence wraps the detector's logits function; attacks see the wrapped function (so a
-differentiable defence is attacked through). Only `none` exists so far.
+A defence is an input transform in front of the detector. Its entry declares how an
+attack adapts to it (Athalye, Carlini & Wagner 2018, arXiv:1802.00420), and every attack
+on a defended detector uses that form without being asked:
+
+- differentiable transforms (blur, median, random_resize_pad, smoothing) are attacked
+  through;
+- non-differentiable ones name their BPDA surrogate (jpeg and bit_depth: the identity);
+- randomised ones (random_resize_pad, smoothing) are attacked with EOT over
+  `eot_samples` draws.
+
+`adaptive=False` (an option of every defence) asks explicitly for the non-adaptive
+evaluation: the attack runs on the bare detector and its examples are scored through
+the defence; every row and report marks it. `defended_logits(model, spec)` gives the
+compiled evaluation both forms.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax.linen as nn
+import jax
 
-from dfjax.config import DefenceSpec
+from dfjax.defences import _adaptive
+from dfjax.defences.bit_depth import bit_depth, check_bits
+from dfjax.defences.blur import blur, check_sigma as check_blur_sigma
+from dfjax.defences.jpeg import check_quality, jpeg
+from dfjax.defences.median import check_size, median
+from dfjax.defences.random_resize_pad import check_min_scale, random_resize_pad
+from dfjax.defences.smoothing import gaussian_noise, check_noise_sigma
 from dfjax.models import make_logits_fn
 from dfjax.registry import Entry, Registry
 from dfjax.types import LogitsFn
 
+COMMON_OPTIONS = ("adaptive", "eot_samples")
+
+
+class Defended(NamedTuple):
+    """scored: the defended detector the evaluation scores (one draw of a random
+    transform, or `samples` draws averaged); attacked: what the attack differentiates
+    (BPDA / EOT form; the bare detector when non-adaptive)."""
+
+    scored: LogitsFn
+    attacked: LogitsFn
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class DefenceEntry(Entry):
-    """wrap(logits_fn, options) -> the defended logits_fn (pure, jittable)."""
+    """transform(x, keys, **options) -> x' (None: no transform, the bare detector).
+    surrogate: the BPDA surrogate's name ("identity") where the transform has no useful
+    gradient, None where it is attacked through. randomized: draws per forward pass
+    (attacked with EOT; option eot_samples). host_callback: runs on the host (OpenCV),
+    so a batch is not split across devices. Options every defence takes: `adaptive`
+    (default True) and, for randomised ones, `eot_samples`."""
 
-    wrap: Callable[[LogitsFn, dict[str, Any]], LogitsFn]
+    transform: Callable[..., Any] | None = None
+    surrogate: str | None = None
+    randomized: bool = False
+    host_callback: bool = False
+
+    def attack_form(self, options: dict[str, Any]) -> dict[str, Any]:
+        """What a row records of how the defence was attacked."""
+        adaptive = bool(options.get("adaptive", True))
+        return {"adaptive": adaptive,
+                "surrogate": (self.surrogate or "none (attacked through)") if adaptive
+                else "none (attack ignores the defence)",
+                "eot_samples": int(options.get("eot_samples", 1)) if adaptive else 1}
 
 
-def no_defence(logits_fn: LogitsFn, options: dict[str, Any]) -> LogitsFn:
-    """The bare detector."""
-    del options
-    return logits_fn
+def _check(own_check: Callable[[dict], None] | None, options: dict[str, Any]) -> None:
+    if not isinstance(options.get("adaptive", True), bool):
+        raise ValueError(f"option adaptive must be True or False, got {options['adaptive']!r}")
+    samples = options.get("eot_samples", 1)
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        raise ValueError(f"option eot_samples must be an int >= 1, got {samples!r}")
+    if own_check is not None:
+        own_check(options)
+
+
+def _entry(transform=None, *, options=None, check=None, eot_samples=None, **fields):
+    options = dict(options or {}) | ({"adaptive": True} if transform is not None else {})
+    if eot_samples is not None:
+        options["eot_samples"] = eot_samples
+    return DefenceEntry(transform=transform, options=options,
+                        check=functools.partial(_check, check), **fields)
+
+
+def _one(check, name):
+    return lambda options: check(options[name])
 
 
 DEFENCES: Registry[DefenceEntry] = Registry("defence")
-DEFENCES.register("none", DefenceEntry(wrap=no_defence, description="the bare detector"))
+DEFENCES.register("none", _entry(description="the bare detector"))
+DEFENCES.register("jpeg", _entry(
+    jpeg, options={"quality": 75}, check=_one(check_quality, "quality"), surrogate="identity",
+    host_callback=True, description="JPEG round trip through OpenCV (BPDA: identity)"))
+DEFENCES.register("bit_depth", _entry(
+    bit_depth, options={"bits": 3}, check=_one(check_bits, "bits"), surrogate="identity",
+    description="bit-depth reduction, feature squeezing (BPDA: identity)"))
+DEFENCES.register("median", _entry(
+    median, options={"size": 3}, check=_one(check_size, "size"),
+    description="median filter, feature squeezing (attacked through)"))
+DEFENCES.register("blur", _entry(
+    blur, options={"sigma": 1.0}, check=_one(check_blur_sigma, "sigma"),
+    description="Gaussian blur (attacked through)"))
+DEFENCES.register("random_resize_pad", _entry(
+    random_resize_pad, options={"min_scale": 0.8}, check=_one(check_min_scale, "min_scale"),
+    randomized=True, eot_samples=8,
+    description="random resize and pad, Xie et al. 2018 (EOT)"))
+DEFENCES.register("smoothing", _entry(
+    gaussian_noise, options={"sigma": 0.25, "samples": 32}, check=check_noise_sigma,
+    randomized=True, eot_samples=8,
+    description="randomized smoothing, Cohen et al. 2019: Gaussian noise, `samples` draws "
+                "averaged (EOT); certified by dfjax.certify"))
 
 
-def defended_logits(model: nn.Module, spec: DefenceSpec) -> Callable[[dict], LogitsFn]:
-    """variables -> the logits function of `model` behind defence `spec` (options
-    resolved once, here), for use inside a compiled attack."""
+def defended_logits(model: nn.Module, spec) -> Callable[[dict, jax.Array], Defended]:
+    """(variables, key) -> Defended(scored, attacked) of `model` behind defence `spec`
+    (options resolved once, here), for use inside a compiled attack. The scored and
+    attacked draws come from independent key streams."""
+    entry = DEFENCES.get(spec.name)
     options = DEFENCES.resolve(spec.name, spec.options)
-    wrap = DEFENCES.get(spec.name).wrap
-    return lambda variables: wrap(make_logits_fn(model, variables), options)
+    form = entry.attack_form(options)
+    own = {k: v for k, v in options.items() if k not in COMMON_OPTIONS and k != "samples"}
+
+    def build(variables: dict, key: jax.Array) -> Defended:
+        bare = make_logits_fn(model, variables)
+        if entry.transform is None:
+            return Defended(bare, bare)
+        transform = functools.partial(entry.transform, **own)
+        scored = _adaptive.transformed_logits(
+            bare, transform, jax.random.fold_in(key, _adaptive.SCORED),
+            samples=int(options.get("samples", 1)))
+        if not form["adaptive"]:
+            return Defended(scored, bare)
+        if entry.surrogate == "identity":
+            transform = _adaptive.bpda(transform, _adaptive.identity)
+        attacked = _adaptive.transformed_logits(
+            bare, transform, jax.random.fold_in(key, _adaptive.ATTACKED),
+            samples=form["eot_samples"])
+        return Defended(scored, attacked)
+
+    return build
 
 
-__all__ = ["DEFENCES", "DefenceEntry", "defended_logits", "no_defence"]
+__all__ = ["DEFENCES", "DefenceEntry", "Defended", "defended_logits"]

@@ -409,3 +409,18 @@ __all__ = [
     "predict",
     "smoothed_logits",
 ]
+
+
+# ------------------------------------------------------------------ the defence's transform
+
+
+def gaussian_noise(x: Images, keys: jax.Array, *, sigma: float) -> Images:
+    """x + N(0, sigma^2 I), example i's noise drawn with keys[i] (not clipped: see above)."""
+    noise = jax.vmap(lambda k: jax.random.normal(k, x.shape[1:], x.dtype))(keys)
+    return x + sigma * noise
+
+
+def check_noise_sigma(options) -> None:
+    """Options of the `smoothing` defence: sigma > 0, samples >= 1."""
+    _check_sigma(options["sigma"])
+    _check_positive_int(options["samples"], "samples")

@@ -13,7 +13,7 @@ from dfjax.attacks.evaluate import AttackEvaluator, evaluate_attack
 from dfjax.config import Cell
 from dfjax.data.base import Split
 from dfjax.data.subsets import evaluation_subset
-from dfjax.defences import defended_logits
+from dfjax.defences import DEFENCES, defended_logits
 from dfjax.metrics.cell import attack_timings, cell_metrics
 from dfjax.rng import cell_key
 from dfjax.training.detectors import Detector
@@ -26,10 +26,14 @@ def run_cell(cell: Cell, detector: Detector, test: Split, evaluator: AttackEvalu
     evaluated = evaluation_subset(test, cell.n_eval, cell.seed)
     if len(evaluated) == 0:
         raise ValueError(f"dataset {cell.dataset.name} has no test examples")
+    defence = DEFENCES.get(cell.defence.name)
+    form = defence.attack_form(DEFENCES.resolve(cell.defence.name, cell.defence.options))
     result = evaluate_attack(
         cell.attack, defended_logits(detector.model, cell.defence),
         (cell.model.canonical(), cell.defence.canonical()), detector.variables,
         evaluated.float_images(), evaluated.labels, cell_key(cell.seed, cell.cell_id),
-        evaluator, batch_size)
+        evaluator, batch_size, split=not defence.host_callback)
     metrics, extra = cell_metrics(evaluated, result)
+    metrics |= {"adaptive": float(form["adaptive"]), "eot_samples": float(form["eot_samples"])}
+    extra["defence"] = form
     return metrics, attack_timings(len(evaluated), result), extra

@@ -8,7 +8,8 @@ import pytest
 from dfjax.attacks import ATTACKS, black_box_beats_white_box
 from dfjax.attacks.auto import member_specs, run_ensemble
 from dfjax.attacks.evaluate import AttackEvaluator, evaluate_attack
-from dfjax.models import make_logits_fn
+from dfjax.config import DefenceSpec
+from dfjax.defences import defended_logits
 from dfjax.losses import predicted_class, true_class_probability
 from dfjax.attacks.apgd import checkpoints
 from dfjax.attacks.square import p_schedule
@@ -89,7 +90,7 @@ def test_ensemble_through_the_evaluator(tiny_model, batch):
     model, variables, logits_fn = tiny_model
     x, y = batch
     spec = AttackSpec(name="auto", eps=16 / 255, options={"num_steps": 3, "num_queries": 4})
-    result = evaluate_attack(spec, lambda v: make_logits_fn(model, v), "cnn7_tiny", variables,
+    result = evaluate_attack(spec, defended_logits(model, DefenceSpec()), "cnn7_tiny", variables,
                              np.asarray(x), np.asarray(y), jax.random.key(0), AttackEvaluator(),
                              batch_size=8)
     assert result.outputs["linf"].max() <= 16 / 255 + 1e-6 and result.in_range

@@ -9,7 +9,7 @@ import pytest
 
 from dfjax.config import ModelSpec, TrainSpec
 from dfjax.models import MODELS, build_model
-from dfjax.training.recipes import RECIPES
+from dfjax.training.recipes import build_recipe
 
 TINY = [n for n in MODELS.names() if n.endswith("_tiny")]
 FULL = [n for n in MODELS.names() if not n.endswith("_tiny")]
@@ -82,7 +82,7 @@ def test_tiny_model_few_steps_lower_loss(name):
     x = jnp.asarray(np.clip(rng.random((16, 32, 32, 3)) * 0.6 + 0.4 * y[:, None, None, None],
                             0, 1).astype(np.float32))
     variables = dict(model.init(jax.random.key(0), x, train=False))
-    loss_fn = RECIPES.get("standard")(model, TrainSpec())
+    loss_fn = build_recipe(model, TrainSpec()).loss
     opt = optax.adam(3e-3)
     opt_state = opt.init(variables["params"])
     key = jax.random.key(1)  # one dropout key, so losses before/after are comparable
@@ -90,7 +90,7 @@ def test_tiny_model_few_steps_lower_loss(name):
     @jax.jit
     def step(variables, opt_state):
         (loss, (_, state)), g = jax.value_and_grad(
-            lambda p: loss_fn(variables, p, x, y, key), has_aux=True)(variables["params"])
+            lambda p: loss_fn(variables, p, x, y, key, 0.0), has_aux=True)(variables["params"])
         updates, opt_state = opt.update(g, opt_state, variables["params"])
         return {**state, "params": optax.apply_updates(variables["params"], updates)}, \
             opt_state, loss
