@@ -58,6 +58,7 @@ class AttackEvaluator:
     def __init__(self, devices: list | None = None):
         self._compiled: dict[tuple, object] = {}
         self.devices = devices
+        self.memo: dict[tuple, dict] = {}  # results shared by cells (dfjax.attacks.sanity)
 
     def get(self, attack_spec: AttackSpec, logits_of: LogitsOf, detector_kind: Hashable,
             variables, x, y, key, *, split: bool = True) -> tuple[object, float]:

@@ -32,7 +32,14 @@ from dfjax.defences.blur import blur, check_sigma as check_blur_sigma
 from dfjax.defences.jpeg import check_quality, jpeg
 from dfjax.defences.median import check_size, median
 from dfjax.defences.random_resize_pad import check_min_scale, random_resize_pad
-from dfjax.defences.smoothing import gaussian_noise, check_noise_sigma
+from dfjax.defences.smoothing import (
+    DEFAULT_ALPHA,
+    DEFAULT_N,
+    DEFAULT_N0,
+    certified_metrics,
+    check_noise_sigma,
+    gaussian_noise,
+)
 from dfjax.models import make_logits_fn
 from dfjax.registry import Entry, Registry
 from dfjax.types import LogitsFn
@@ -55,13 +62,15 @@ class DefenceEntry(Entry):
     surrogate: the BPDA surrogate's name ("identity") where the transform has no useful
     gradient, None where it is attacked through. randomized: draws per forward pass
     (attacked with EOT; option eot_samples). host_callback: runs on the host (OpenCV),
-    so a batch is not split across devices. Options every defence takes: `adaptive`
-    (default True) and, for randomised ones, `eot_samples`."""
+    so a batch is not split across devices. certify(logits_fn, x, y, key, options) ->
+    certified metrics (`certified_*`), for a defence that certifies. Options every
+    defence takes: `adaptive` (default True) and, for randomised ones, `eot_samples`."""
 
     transform: Callable[..., Any] | None = None
     surrogate: str | None = None
     randomized: bool = False
     host_callback: bool = False
+    certify: Callable[..., dict[str, float]] | None = None
 
     def attack_form(self, options: dict[str, Any]) -> dict[str, Any]:
         """What a row records of how the defence was attacked."""
@@ -113,8 +122,9 @@ DEFENCES.register("random_resize_pad", _entry(
     randomized=True, eot_samples=8,
     description="random resize and pad, Xie et al. 2018 (EOT)"))
 DEFENCES.register("smoothing", _entry(
-    gaussian_noise, options={"sigma": 0.25, "samples": 32}, check=check_noise_sigma,
-    randomized=True, eot_samples=8,
+    gaussian_noise, options={"sigma": 0.25, "samples": 32, "certify_n0": DEFAULT_N0,
+                             "certify_n": DEFAULT_N, "certify_alpha": DEFAULT_ALPHA},
+    check=check_noise_sigma, randomized=True, eot_samples=8, certify=certified_metrics,
     description="randomized smoothing, Cohen et al. 2019: Gaussian noise, `samples` draws "
                 "averaged (EOT); certified by dfjax.certify"))
 
@@ -126,7 +136,8 @@ def defended_logits(model: nn.Module, spec) -> Callable[[dict, jax.Array], Defen
     entry = DEFENCES.get(spec.name)
     options = DEFENCES.resolve(spec.name, spec.options)
     form = entry.attack_form(options)
-    own = {k: v for k, v in options.items() if k not in COMMON_OPTIONS and k != "samples"}
+    own = {k: v for k, v in options.items()
+           if k not in COMMON_OPTIONS and k != "samples" and not k.startswith("certify_")}
 
     def build(variables: dict, key: jax.Array) -> Defended:
         bare = make_logits_fn(model, variables)

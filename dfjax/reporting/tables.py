@@ -32,9 +32,53 @@ def _fmt_prob(value: float | None) -> str:
     return f"{value:.4f}" if value >= 1e-3 else f"{value:.2e}"
 
 
+# Attacks whose robust accuracy must not rise with eps (iterative, starting from x or a
+# random point in the ball); one-step attacks (fgsm) and random noise may overshoot.
+ITERATIVE = ("pgd", "pgd_targeted", "apgd_ce", "apgd_margin", "square", "auto")
+RISING_TOLERANCE = 0.02
+SANITY_FLAGS = {
+    "sanity_nondeterministic": "logits differ between identical forward passes",
+    "sanity_probability_outputs": "the detector returns probabilities, not logits",
+    "sanity_zero_gradients": "zero input gradients at the start on some examples",
+    "sanity_black_box_beats_white_box": "a black-box attack broke a point the white-box "
+                                        "ones missed",
+    "sanity_rising_with_eps": "robust accuracy rises with eps for an iterative attack",
+    "sanity_unbounded_not_broken": "an unbounded budget leaves > 5% robust",
+    "sanity_more_steps_help": "twice the steps lower robust accuracy by > 2 points",
+}
+
+
 def flat_rows(store: Store) -> list[dict[str, Any]]:
-    """Every stored cell as a flat dict (axes, metrics, timings, error), without blobs."""
-    return [{k: v for k, v in row.items() if k not in DROP} for row in store.rows()]
+    """Every stored cell as a flat dict (axes, metrics, timings, error), without blobs,
+    with the cross-cell sanity flag sanity_rising_with_eps added (iterative attacks)."""
+    rows = [{k: v for k, v in row.items() if k not in DROP} for row in store.rows()]
+    add_rising_with_eps(rows)
+    return rows
+
+
+def add_rising_with_eps(rows: list[dict[str, Any]]) -> None:
+    """sanity_rising_with_eps = 1.0 on a cell of an iterative attack whose robust accuracy
+    exceeds that of a smaller eps (same detector, defence, attack, norm) by more than
+    RISING_TOLERANCE (Carlini et al. 2019: more budget must never help the model)."""
+    keys = ("dataset", "model", "training", "defence", "attack", "norm")
+    for group in _group([r for r in rows if r["status"] == "ok"], keys).values():
+        if group[0]["attack"].split("[")[0] not in ITERATIVE:
+            continue
+        lowest = math.inf
+        for row in sorted(group, key=lambda r: r["eps"]):
+            robust = row.get("robust_accuracy", math.nan)
+            row["sanity_rising_with_eps"] = float(robust > lowest + RISING_TOLERANCE)
+            lowest = min(lowest, robust)
+
+
+def fired_flags(row: dict[str, Any]) -> list[str]:
+    return [name for name in SANITY_FLAGS if row.get(name, 0.0) == 1.0]
+
+
+def _defence_heading(group: list[dict[str, Any]], defence: str) -> str:
+    if any(r.get("adaptive") == 0.0 for r in group):
+        return f"{defence}, NON-ADAPTIVE: the attack ignored the defence"
+    return defence
 
 
 def write_csv_json(rows: list[dict[str, Any]], out: Path) -> None:
@@ -89,8 +133,12 @@ def robust_accuracy_markdown(rows: list[dict[str, Any]]) -> str:
     keys = ("dataset", "model", "training", "defence")
     for (dataset, model, training, defence), group in sorted(_group(rows, keys).items()):
         n = group[0]["n_examples"]
-        parts.append(f"## {dataset} x {model} (training: {training}, defence: {defence}; "
-                     f"n = {n})\n")
+        parts.append(f"## {dataset} x {model} (training: {training}, defence: "
+                     f"{_defence_heading(group, defence)}; n = {n})\n")
+        fired = sorted({flag for r in group for flag in fired_flags(r)})
+        if fired:
+            parts.append("**Sanity warnings** (see sanity.md): "
+                         + "; ".join(SANITY_FLAGS[f] for f in fired) + "\n")
         parts.append(pivot_markdown(group, "robust_accuracy") + "\n")
         parts.append("Attack success rate (of clean-correct examples flipped):\n")
         parts.append(pivot_markdown(group, "attack_success_rate") + "\n")
@@ -111,7 +159,8 @@ def table1_markdown(rows: list[dict[str, Any]]) -> str:
              "Mean, median and min over examples.\n"]
     keys = ("dataset", "model", "training", "defence")
     for (dataset, model, training, defence), group in sorted(_group(rows, keys).items()):
-        parts.append(f"## {dataset} x {model} (training: {training}, defence: {defence})\n")
+        parts.append(f"## {dataset} x {model} (training: {training}, defence: "
+                     f"{_defence_heading(group, defence)})\n")
         for stat in ("mean", "median", "min"):
             parts.append(f"{stat}:\n")
             parts.append(pivot_markdown(group, f"adv_true_class_probability_{stat}",
@@ -146,6 +195,27 @@ def failures_markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def sanity_markdown(rows: list[dict[str, Any]]) -> str:
+    """Every cell on which a sanity check fired, and how often each fired."""
+    ok = [r for r in rows if r["status"] == "ok"]
+    lines = ["# Sanity checks\n",
+             "Checks on every cell (Carlini et al. 2019; AutoAttack), made for binary "
+             "detectors: a fired check means the evaluation, not the detector, may be at "
+             "fault. See dfjax/attacks/sanity.py.\n", "| check | cells fired | of |",
+             "|---|---|---|"]
+    for name, text in SANITY_FLAGS.items():
+        checked = [r for r in ok if name in r]
+        lines.append(f"| {text} (`{name}`) | {sum(r[name] == 1.0 for r in checked)} | "
+                     f"{len(checked)} |")
+    lines.append("")
+    for r in ok:
+        fired = fired_flags(r)
+        if fired:
+            lines.append(f"- {r['dataset']} x {r['model']} x {r['training']} x {r['defence']} x "
+                         f"{r['attack']} delta={r['delta']:g}: {', '.join(fired)}")
+    return "\n".join(lines) + "\n"
+
+
 def timings_markdown(rows: list[dict[str, Any]]) -> str:
     lines = ["# Cell timings\n", "Wall time per cell (s), compile time (s), attacked "
              "images per second (excluding compilation). Machine-dependent.\n",
@@ -170,6 +240,7 @@ def write_report(store: Store, out: Path) -> list[Path]:
         "table1.md": table1_markdown(rows),
         "training.md": training_markdown(store),
         "failures.md": failures_markdown(rows),
+        "sanity.md": sanity_markdown(rows),
         "timings.md": timings_markdown(rows),
     }
     for name, text in files.items():

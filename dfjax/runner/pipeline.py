@@ -10,11 +10,13 @@ stores what it returns (`dfjax.store`).
 from __future__ import annotations
 
 from dfjax.attacks.evaluate import AttackEvaluator, evaluate_attack
+from dfjax.attacks.sanity import sanity_checks
 from dfjax.config import Cell
 from dfjax.data.base import Split
 from dfjax.data.subsets import evaluation_subset
 from dfjax.defences import DEFENCES, defended_logits
 from dfjax.metrics.cell import attack_timings, cell_metrics
+from dfjax.models import make_logits_fn
 from dfjax.rng import cell_key
 from dfjax.training.detectors import Detector
 
@@ -28,12 +30,24 @@ def run_cell(cell: Cell, detector: Detector, test: Split, evaluator: AttackEvalu
         raise ValueError(f"dataset {cell.dataset.name} has no test examples")
     defence = DEFENCES.get(cell.defence.name)
     form = defence.attack_form(DEFENCES.resolve(cell.defence.name, cell.defence.options))
-    result = evaluate_attack(
-        cell.attack, defended_logits(detector.model, cell.defence),
-        (cell.model.canonical(), cell.defence.canonical()), detector.variables,
-        evaluated.float_images(), evaluated.labels, cell_key(cell.seed, cell.cell_id),
-        evaluator, batch_size, split=not defence.host_callback)
+    logits_of = defended_logits(detector.model, cell.defence)
+    kind = (cell.model.canonical(), cell.defence.canonical())  # what compiles alike
+    inputs = (detector.variables, evaluated.float_images(), evaluated.labels,
+              cell_key(cell.seed, cell.cell_id), evaluator, batch_size)
+    split = not defence.host_callback
+    result = evaluate_attack(cell.attack, logits_of, kind, *inputs, split=split)
     metrics, extra = cell_metrics(evaluated, result)
     metrics |= {"adaptive": float(form["adaptive"]), "eot_samples": float(form["eot_samples"])}
+    metrics |= sanity_checks(cell.attack, metrics["robust_accuracy"], logits_of, kind, *inputs,
+                             split=split, detector=(cell.detector_id, cell.defence.canonical()))
+    if defence.certify is not None:  # once per detector: certificates need no attack
+        memo = evaluator.memo.setdefault(("certified", cell.detector_id,
+                                          cell.defence.canonical()), {})
+        if "metrics" not in memo:
+            memo["metrics"] = defence.certify(
+                make_logits_fn(detector.model, detector.variables), evaluated.float_images(),
+                evaluated.labels, cell_key(cell.seed, cell.detector_id),
+                DEFENCES.resolve(cell.defence.name, cell.defence.options))
+        metrics |= memo["metrics"]
     extra["defence"] = form
     return metrics, attack_timings(len(evaluated), result), extra
