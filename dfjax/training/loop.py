@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from dfjax.batches import padded_batches
 from dfjax.config import TrainSpec
 from dfjax.data.base import Split
 from dfjax.losses import cross_entropy, predicted_class
@@ -80,18 +81,6 @@ def make_eval_step(model: nn.Module) -> Callable:
         return loss, correct
 
     return eval_step
-
-
-def padded_batches(n: int, batch_size: int):
-    """(index array of length batch_size, mask) covering 0..n-1; the last batch is
-    padded by repeating index 0, so every batch has one static shape."""
-    for start in range(0, n, batch_size):
-        idx = np.arange(start, min(start + batch_size, n))
-        mask = np.ones(batch_size, np.float32)
-        if len(idx) < batch_size:
-            mask[len(idx):] = 0
-            idx = np.concatenate([idx, np.zeros(batch_size - len(idx), idx.dtype)])
-        yield idx, mask
 
 
 def evaluate(eval_step, variables, split: Split, batch_size: int) -> tuple[float, float]:
