@@ -82,11 +82,13 @@ def run_ensemble(
         if out is None:  # the first member ran on every point: clean logits for all
             out = {"clean": res["clean"], "adv": res["clean"].copy(), "in_range": True}
             out |= {k: np.zeros_like(res[k]) for k in ("linf", "l2", "l0")}
+            if "x_adv" in res:  # kept where asked for; where no member breaks a point,
+                out["x_adv"] = res["x_adv"].copy()  # the first member's output
             robust = np.asarray(predicted_class(out["clean"])) == y
         out["in_range"] &= bool(res["in_range"])
         flipped = robust[idx] & (np.asarray(predicted_class(res["adv"])) != y[idx])
         hit = idx[flipped]
-        for k in PER_EXAMPLE:
+        for k in PER_EXAMPLE + (("x_adv",) if "x_adv" in out else ()):
             out[k][hit] = res[k][flipped]
         flipped_by[member.name][hit] = True
         robust[hit] = False

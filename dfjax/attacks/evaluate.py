@@ -26,7 +26,7 @@ from dfjax.config import AttackSpec
 from dfjax.types import LogitsFn
 from dfjax.xla import compile_split
 
-OUTPUT_NAMES = ("clean", "adv", "linf", "l2", "l0", "trace", "distance")
+OUTPUT_NAMES = ("clean", "adv", "linf", "l2", "l0", "trace", "distance", "x_adv")
 # (variables, key) -> (scored, attacked) logits functions: the defended detector the
 # evaluation scores, and the form the attack differentiates (dfjax.defences.Defended)
 LogitsOf = Callable[[dict, jax.Array], tuple[LogitsFn, LogitsFn]]
@@ -61,12 +61,14 @@ class AttackEvaluator:
         self.memo: dict[tuple, dict] = {}  # results shared by cells (dfjax.attacks.sanity)
 
     def get(self, attack_spec: AttackSpec, logits_of: LogitsOf, detector_kind: Hashable,
-            variables, x, y, key, *, split: bool = True) -> tuple[object, float]:
+            variables, x, y, key, *, split: bool = True, keep_adversarial: bool = False
+            ) -> tuple[object, float]:
         """(compiled function, seconds spent compiling now: 0 when cached).
         detector_kind: what identifies `logits_of` (e.g. model and defence specs).
-        split=False: run on one device (a defence with a host callback)."""
+        split=False: run on one device (a defence with a host callback).
+        keep_adversarial: the outputs include "x_adv" itself."""
         cache_key = (detector_kind, dataclasses.replace(attack_spec, eps=0.0).canonical(),
-                     x.shape, split)
+                     x.shape, split, keep_adversarial)
         if cache_key in self._compiled:
             return self._compiled[cache_key], 0.0
         entry = ATTACKS.get(attack_spec.name)
@@ -90,6 +92,8 @@ class AttackEvaluator:
             result["l0"] = changed_pixels(x_adv, x)
             result["in_range"] = jnp.all((x_adv >= 0) & (x_adv <= 1))
             result["clean"], result["adv"] = scored(x), scored(x_adv)
+            if keep_adversarial:
+                result["x_adv"] = x_adv
             return result
 
         start = time.perf_counter()
@@ -103,11 +107,12 @@ class AttackEvaluator:
 def evaluate_attack(
     attack_spec: AttackSpec, logits_of: LogitsOf, detector_kind: Hashable, variables,
     images: np.ndarray, labels: np.ndarray, key: jax.Array, evaluator: AttackEvaluator,
-    batch_size: int, *, split: bool = True,
+    batch_size: int, *, split: bool = True, keep_adversarial: bool = False,
 ) -> AttackOutputs:
     """Attack `images` (float32 [n, h, w, c] in [0, 1]; labels int [n]) in padded batches
     of `batch_size`; batch i gets key fold_in(key, i), an ensemble's member j within it
-    fold_in(batch key, j). split=False keeps each batch on one device. Raises
+    fold_in(batch key, j). split=False keeps each batch on one device; keep_adversarial
+    adds outputs["x_adv"] [n, h, w, c]. Raises
     AssertionError if any output breaks its budget or leaves [0, 1]."""
     entry = ATTACKS.get(attack_spec.name)
     members = (member_specs(attack_spec, entry.resolve_spec(attack_spec), ATTACKS)
@@ -126,7 +131,7 @@ def evaluate_attack(
         def run(spec, x, y, key):
             nonlocal compiled_now
             fn, seconds = evaluator.get(spec, logits_of, detector_kind, variables, x, y, key,
-                                        split=split)
+                                        split=split, keep_adversarial=keep_adversarial)
             compiled_now += seconds
             return jax.block_until_ready(fn(variables, x, y, key, eps))
 
@@ -137,7 +142,7 @@ def evaluate_attack(
                                          np.full(len(y) - len(idx_robust), idx_robust[0])])
                 res = run(member, x[padded], y[padded], jax.random.fold_in(batch_key, i))
                 m = len(idx_robust)
-                return {k: np.asarray(res[k])[:m] for k in ("clean", "adv", "linf", "l2", "l0")
+                return {k: np.asarray(res[k])[:m] for k in res if k != "in_range"
                         } | {"in_range": bool(res["in_range"])}
 
             res, flips = run_ensemble(members, run_member, np.asarray(y))

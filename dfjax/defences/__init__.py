@@ -40,6 +40,7 @@ from dfjax.defences.smoothing import (
     check_noise_sigma,
     gaussian_noise,
 )
+from dfjax.defences.squeeze_detect import check_squeeze_options, detection_cell_metrics
 from dfjax.models import make_logits_fn
 from dfjax.registry import Entry, Registry
 from dfjax.types import LogitsFn
@@ -63,7 +64,9 @@ class DefenceEntry(Entry):
     gradient, None where it is attacked through. randomized: draws per forward pass
     (attacked with EOT; option eot_samples). host_callback: runs on the host (OpenCV),
     so a batch is not split across devices. certify(logits_fn, x, y, key, options) ->
-    certified metrics (`certified_*`), for a defence that certifies. Options every
+    certified metrics (`certified_*`), for a defence that certifies. detect(logits_fn,
+    validation, x, y, x_adv, key, eps=, options=) -> detection metrics, for a defence that
+    flags adversarial inputs (the detector's own predictions are unchanged). Options every
     defence takes: `adaptive` (default True) and, for randomised ones, `eot_samples`."""
 
     transform: Callable[..., Any] | None = None
@@ -71,6 +74,7 @@ class DefenceEntry(Entry):
     randomized: bool = False
     host_callback: bool = False
     certify: Callable[..., dict[str, float]] | None = None
+    detect: Callable[..., dict[str, float]] | None = None
 
     def attack_form(self, options: dict[str, Any]) -> dict[str, Any]:
         """What a row records of how the defence was attacked."""
@@ -127,6 +131,12 @@ DEFENCES.register("smoothing", _entry(
     check=check_noise_sigma, randomized=True, eot_samples=8, certify=certified_metrics,
     description="randomized smoothing, Cohen et al. 2019: Gaussian noise, `samples` draws "
                 "averaged (EOT); certified by dfjax.certify"))
+
+DEFENCES.register("squeeze_detect", _entry(
+    options={"bits": 5, "median_size": 2, "false_positive_rate": 0.05},
+    check=check_squeeze_options, detect=detection_cell_metrics,
+    description="feature-squeezing detection, Xu et al. 2018 (threshold at 5% FPR on clean "
+                "validation; the cell's attack and a squeeze-aware PGD side by side)"))
 
 
 def defended_logits(model: nn.Module, spec) -> Callable[[dict, jax.Array], Defended]:

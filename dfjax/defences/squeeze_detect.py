@@ -54,6 +54,7 @@ from dfjax.defences.bit_depth import bit_depth, check_bits
 from dfjax.defences.median import check_size, median
 from dfjax.losses import predicted_class, two_class_logits
 from dfjax.types import Images, Labels, Logits, LogitsFn
+from dfjax.xla import jit
 
 DEFAULT_BITS = 5
 """Xu et al.'s bit depth for colour images (CIFAR-10 and ImageNet: 5 bits)."""
@@ -389,3 +390,58 @@ def squeeze_aware_pgd(
     _, (loss, defeated) = objective(x_last)
     x_best, _, _ = keep_best(x_last, loss, defeated, best)
     return x_best
+
+
+# ------------------------------------------------------------------------- in the pipeline
+
+
+ADAPTIVE_STEPS = 20  # squeeze-aware PGD's steps in a cell; step size 2.5 eps / steps
+
+
+def detection_cell_metrics(
+    logits_fn: LogitsFn, validation: Images, images: Images, labels, adversarial: Images,
+    key: jax.Array, *, eps: float, options, batch_size: int = 128,
+) -> dict[str, float]:
+    """A cell's detection numbers, the cell's own attack and the adaptive one side by side.
+
+    The threshold is fitted on the clean `validation` images (float32 [m, h, w, c]) at
+    options["false_positive_rate"]; `adversarial` are the cell's attack outputs for
+    `images` (its attack ignored the squeezers). Keys: detection_threshold and, for the
+    cell's attack, detection_rate, false_positive_rate, robust_accuracy_with_detection;
+    the same with prefix adaptive_ for `squeeze_aware_pgd` (Linf, ADAPTIVE_STEPS steps) at
+    the cell's eps, which attacks detector and squeezers together.
+    """
+    bits, size = options["bits"], options["median_size"]
+    score = jit(lambda x: squeeze_score(logits_fn, x, bits=bits, median_size=size))
+    logits = jit(logits_fn)
+
+    def batched(fn, x):
+        return np.concatenate([np.asarray(fn(jnp.asarray(x[i:i + batch_size])))
+                               for i in range(0, len(x), batch_size)])
+
+    _check_squeezers(bits, size)
+    threshold = fit_threshold(batched(score, validation), options["false_positive_rate"])
+    clean_logits, clean_scores = batched(logits, images), batched(score, images)
+
+    def metrics(x_adv, prefix):
+        found = detection_metrics(labels, clean_logits, batched(logits, x_adv), clean_scores,
+                                  batched(score, x_adv), threshold)
+        return {f"{prefix}{k}": float(found[k]) for k in
+                ("detection_rate", "false_positive_rate", "robust_accuracy_with_detection")}
+
+    attack = jit(lambda x, y, k: squeeze_aware_pgd(
+        logits_fn, x, y, k, eps=eps, step_size=2.5 * eps / ADAPTIVE_STEPS,
+        num_steps=ADAPTIVE_STEPS, threshold=threshold, bits=bits, median_size=size))
+    aware = np.concatenate([
+        np.asarray(attack(jnp.asarray(images[i:i + batch_size]),
+                          jnp.asarray(labels[i:i + batch_size]), jax.random.fold_in(key, i)))
+        for i in range(0, len(images), batch_size)])
+    return {"detection_threshold": float(threshold), **metrics(adversarial, ""),
+            **metrics(aware, "adaptive_")}
+
+
+def check_squeeze_options(options) -> None:
+    """Options of the `squeeze_detect` defence: bits 1..8, median_size 2..7,
+    false_positive_rate in (0, 1)."""
+    _check_squeezers(options["bits"], options["median_size"])
+    _check_false_positive_rate(options["false_positive_rate"])

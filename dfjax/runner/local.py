@@ -116,7 +116,8 @@ def run_matrix(
             bar.set_description(config.name)
             with _Timed(summary, "attacks"):
                 metrics, timings, extra = run_cell(cell, detector, splits.test, evaluator,
-                                                   config.eval_batch_size)
+                                                   config.eval_batch_size,
+                                                   validation=splits.validation)
             timings["wall_time"] = time.perf_counter() - start
             store.put(cell, status="ok", metrics=metrics, timings=timings, extra=extra,
                       env=environment())

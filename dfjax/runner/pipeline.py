@@ -9,6 +9,8 @@ stores what it returns (`dfjax.store`).
 
 from __future__ import annotations
 
+import jax
+
 from dfjax.attacks.evaluate import AttackEvaluator, evaluate_attack
 from dfjax.attacks.sanity import sanity_checks
 from dfjax.config import Cell
@@ -22,9 +24,11 @@ from dfjax.training.detectors import Detector
 
 
 def run_cell(cell: Cell, detector: Detector, test: Split, evaluator: AttackEvaluator,
-             batch_size: int) -> tuple[dict, dict, dict]:
+             batch_size: int, *, validation: Split | None = None) -> tuple[dict, dict, dict]:
     """Attack the cell's evaluation subset of `test`; returns (metrics, timings, extra)
-    (see dfjax.metrics.cell.cell_metrics). The cell's key is cell_key(seed, cell_id)."""
+    (see dfjax.metrics.cell.cell_metrics). The cell's key is cell_key(seed, cell_id).
+    validation: clean examples a detecting defence fits its threshold on (required by
+    those; the same subset rule as the test examples)."""
     evaluated = evaluation_subset(test, cell.n_eval, cell.seed)
     if len(evaluated) == 0:
         raise ValueError(f"dataset {cell.dataset.name} has no test examples")
@@ -35,7 +39,8 @@ def run_cell(cell: Cell, detector: Detector, test: Split, evaluator: AttackEvalu
     inputs = (detector.variables, evaluated.float_images(), evaluated.labels,
               cell_key(cell.seed, cell.cell_id), evaluator, batch_size)
     split = not defence.host_callback
-    result = evaluate_attack(cell.attack, logits_of, kind, *inputs, split=split)
+    result = evaluate_attack(cell.attack, logits_of, kind, *inputs, split=split,
+                             keep_adversarial=defence.detect is not None)
     metrics, extra = cell_metrics(evaluated, result)
     metrics |= {"adaptive": float(form["adaptive"]), "eot_samples": float(form["eot_samples"])}
     metrics |= sanity_checks(cell.attack, metrics["robust_accuracy"], logits_of, kind, *inputs,
@@ -49,5 +54,15 @@ def run_cell(cell: Cell, detector: Detector, test: Split, evaluator: AttackEvalu
                 evaluated.labels, cell_key(cell.seed, cell.detector_id),
                 DEFENCES.resolve(cell.defence.name, cell.defence.options))
         metrics |= memo["metrics"]
+    if defence.detect is not None:
+        if validation is None:
+            raise ValueError(f"defence {cell.defence.name!r} fits its threshold on "
+                             "validation examples: run_cell needs `validation`")
+        metrics |= defence.detect(
+            make_logits_fn(detector.model, detector.variables),
+            evaluation_subset(validation, cell.n_eval, cell.seed).float_images(),
+            evaluated.float_images(), evaluated.labels, result.outputs["x_adv"],
+            jax.random.fold_in(cell_key(cell.seed, cell.cell_id), 0xDE7), eps=cell.attack.eps,
+            options=DEFENCES.resolve(cell.defence.name, cell.defence.options))
     extra["defence"] = form
     return metrics, attack_timings(len(evaluated), result), extra
