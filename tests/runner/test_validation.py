@@ -120,3 +120,16 @@ def test_config_file_errors_name_the_file(tmp_path):
     (tmp_path / "empty.py").write_text("x = 1\n")
     with pytest.raises(ValueError, match="empty.py defines no get_config"):
         get_config(str(tmp_path / "empty.py"))
+
+
+@pytest.mark.parametrize("name", ["default", "smoke", "videos", "zoo", "paper", "defences"])
+def test_every_named_config_validates(name):
+    """Every shipped matrix resolves on every axis (a stale option fails here, not hours
+    into a run)."""
+    assert expand(get_config(name))
+
+
+def test_defences_config_covers_every_defence():
+    from dfjax.defences import DEFENCES
+
+    assert {d.name for d in get_config("defences").defences} == set(DEFENCES.names())
