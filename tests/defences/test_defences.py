@@ -148,3 +148,45 @@ def test_eot_averages_independent_draws_from_the_scored_one(images):
     probabilities = np.exp(np.asarray(a))
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
     assert np.all(np.isfinite(jax.grad(lambda z: defended.attacked(z)[:, 1].sum())(x)))
+
+
+@pytest.mark.slow
+def test_squeeze_detect_cell_reports_both_attacks_and_needs_validation():
+    """A squeeze_detect cell through run_cell: the detector's own predictions unchanged
+    (its robust accuracy is the bare detector's), detection numbers for the cell's attack
+    and the squeeze-aware one, and a clear error without validation examples."""
+    from dfjax.attacks.evaluate import AttackEvaluator
+    from dfjax.config import AttackSpec, Cell, DatasetSpec, ModelSpec, TrainSpec
+    from dfjax.data.base import Split
+    from dfjax.models import build_model
+    from dfjax.runner import run_cell
+    from dfjax.training.detectors import Detector
+
+    model = build_model(ModelSpec(name="cnn7_tiny"))
+    variables = model.init(jax.random.key(0), jnp.zeros((1, 16, 16, 3)))
+    rng = np.random.default_rng(0)
+
+    def split(n):
+        return Split((rng.random((n, 16, 16, 3)) * 255).astype(np.uint8),
+                     (np.arange(n) % 2).astype(np.int32), np.arange(n), np.zeros(n, np.int32))
+
+    test, validation = split(16), split(32)
+    detector = Detector(model, variables, [], 0.0, False)
+
+    def cell(defence):
+        return Cell(dataset=DatasetSpec(name="random"), model=ModelSpec(name="cnn7_tiny"),
+                    training=TrainSpec(), defence=DefenceSpec(name=defence),
+                    attack=AttackSpec(name="fgsm", eps=8 / 255), n_eval=16, seed=0)
+
+    evaluator = AttackEvaluator()
+    guarded, _, _ = run_cell(cell("squeeze_detect"), detector, test, evaluator, 16,
+                             validation=validation)
+    bare, _, _ = run_cell(cell("none"), detector, test, evaluator, 16)
+    assert guarded["robust_accuracy"] == bare["robust_accuracy"]
+    for prefix in ("", "adaptive_"):
+        for name in ("detection_rate", "false_positive_rate", "robust_accuracy_with_detection"):
+            assert f"{prefix}{name}" in guarded
+        assert guarded[f"{prefix}robust_accuracy_with_detection"] >= 0.0
+    assert guarded["robust_accuracy_with_detection"] >= guarded["robust_accuracy"]
+    with pytest.raises(ValueError, match="needs `validation`"):
+        run_cell(cell("squeeze_detect"), detector, test, evaluator, 16)
