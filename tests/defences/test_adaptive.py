@@ -1,0 +1,207 @@
+"""Defences are evaluated adaptively (issue 13): an input transform that looks robust when
+the attack ignores it (`adaptive=False`: PGD on the bare detector, its examples scored
+through the defence) is attacked through its BPDA / EOT form by default, and that form
+is stronger.
+
+One cnn7 is trained on a constructed task whose cue survives the transforms (see
+`tinted_blob_splits`), so each defended detector stays accurate while the bare detector
+is not robust at the budget; every cell runs through `dfjax.runner.run_cell`, Linf PGD-20
+at eps 8/255 (default step size), 256 test examples.
+
+Measured when this was written (2-core machine shared with other jobs, load about 5;
+the module took 3 min 22 s, most of it compiling one attack per cell):
+
+| defence (attack form)                        | clean | robust |
+|----------------------------------------------|-------|--------|
+| none                                         | 0.957 | 0.098  |
+| jpeg q75, non-adaptive                       | 0.957 | 0.480  |
+| jpeg q75, adaptive (BPDA identity)           | 0.957 | 0.453  |
+| bit_depth 3, non-adaptive                    | 0.938 | 0.273  |
+| bit_depth 3, adaptive (BPDA identity)        | 0.938 | 0.148  |
+| random_resize_pad, non-adaptive              | 0.832 | 0.410  |
+| random_resize_pad, adaptive, 1 draw (no EOT) | 0.855 | 0.367  |
+| random_resize_pad, adaptive, EOT 4 draws     | 0.859 | 0.281  |
+| random_resize_pad, adaptive, EOT 8 (default) | 0.840 | 0.305  |
+
+(random_resize_pad's clean accuracy differs per cell: each cell scores its own draws.)
+The EOT cell here uses 4 draws: EOT's compile time grows with the draws (they are
+unrolled), and the default 8 made the module take 5 min; the last row is that run.
+
+JPEG is the exception: BPDA with the identity surrogate (what dfjax declares for jpeg,
+after Athalye et al. 2018) leaves it 35 points above the undefended detector here (and,
+measured with the same detector outside this module, 0.145 vs 0.016 at eps 12/255, 0.027
+vs 0.000 at 16/255): JPEG's low-pass erases most of a sign-gradient step, and the
+identity surrogate does not steer the perturbation into the frequencies JPEG keeps. With
+a low-pass surrogate (BPDA through a Gaussian blur of sigma 1, also measured outside) the
+same PGD takes it to 0.227 at 8/255 and 0.047 at 12/255.
+`test_jpeg_bpda_reaches_the_undefended_detector` records that gap as a strict xfail: it
+passes (and so fails) once the surrogate closes it.
+"""
+
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from dfjax.config import AttackSpec, Cell, DatasetSpec, DefenceSpec, ModelSpec, TrainSpec
+
+pytestmark = pytest.mark.slow
+
+# The cells' dataset label names what the detector saw: tinted_blob_splits() below, built
+# here. As with "checkerboard" in tests/attacks/conftest.py, it is no registered dataset:
+# nothing loads these cells' dataset, the name only enters the cell id (hence the key).
+DATASET = DatasetSpec(name="tinted_blob", image_size=32, num_examples=2000)
+MODEL = ModelSpec(name="cnn7")
+TRAINING = TrainSpec(epochs=4)
+ATTACK = AttackSpec(name="pgd", eps=8 / 255, options={"num_steps": 20})
+N_EVAL = 256
+
+# name -> defence spec of each cell the tests compare
+DEFENCES = {
+    "none": DefenceSpec(),
+    "jpeg_non_adaptive": DefenceSpec(name="jpeg", options={"quality": 75, "adaptive": False}),
+    "jpeg": DefenceSpec(name="jpeg", options={"quality": 75}),
+    "bit_depth_non_adaptive": DefenceSpec(name="bit_depth",
+                                          options={"bits": 3, "adaptive": False}),
+    "bit_depth": DefenceSpec(name="bit_depth", options={"bits": 3}),
+    "resize_pad_non_adaptive": DefenceSpec(name="random_resize_pad",
+                                           options={"adaptive": False}),
+    "resize_pad_no_eot": DefenceSpec(name="random_resize_pad", options={"eot_samples": 1}),
+    # EOT over 4 draws, not the default 8: compiling costs about 9 s per draw here
+    "resize_pad": DefenceSpec(name="random_resize_pad", options={"eot_samples": 4}),
+}
+
+
+def tinted_blob_splits(n: int = 2000, size: int = 32, seed: int = 0):
+    """A real/fake task whose cue survives JPEG, bit-depth reduction and resizing: smooth
+    near-grey images (a random 4x4 grey field, +-0.05 per channel, upsampled bicubically,
+    plus pixel noise of sd 3/255); fakes carry a colour cast in a Gaussian blob (sd 4 px,
+    random centre): red +48/255, green -48/255 at its peak, a low-frequency generator
+    artifact. Splits 70/10/20, uint8."""
+    import cv2
+
+    from dfjax.data.base import DatasetSplits, Split
+
+    rng = np.random.default_rng(seed)
+    coarse = (rng.uniform(0.2, 0.8, (n, 4, 4, 1))
+              + rng.normal(0, 0.05, (n, 4, 4, 3))).astype(np.float32)
+    images = np.stack([cv2.resize(c, (size, size), interpolation=cv2.INTER_CUBIC)
+                       for c in coarse])
+    images += rng.normal(0, 3 / 255, images.shape)
+    labels = (np.arange(n) % 2).astype(np.int32)
+    yy, xx = np.mgrid[:size, :size]
+    sigma = 4.0
+    cy, cx = rng.uniform(sigma, size - sigma, (2, n))
+    blob = np.exp(-((yy - cy[:, None, None]) ** 2 + (xx - cx[:, None, None]) ** 2)
+                  / (2 * sigma ** 2))
+    cast = blob[..., None] * np.array([1.0, -1.0, 0.0]) * 48 / 255
+    images = np.clip(images + labels[:, None, None, None] * cast, 0, 1)
+    images = np.round(images * 255).astype(np.uint8)
+    bounds = {"train": (0, int(0.7 * n)), "validation": (int(0.7 * n), int(0.8 * n)),
+              "test": (int(0.8 * n), n)}
+    return DatasetSplits(**{
+        k: Split(images[a:b], labels[a:b], np.arange(a, b), np.zeros(b - a, np.int32))
+        for k, (a, b) in bounds.items()})
+
+
+@pytest.fixture(scope="module")
+def cells():
+    """name -> (metrics, extra) of each cell in DEFENCES, through run_cell on one cnn7
+    trained 4 epochs on tinted_blob_splits() (about 25 s).
+
+    run_cell's sanity checks (dfjax.attacks.sanity: twice the steps and an unbounded
+    attack, each one more compilation per cell; with them the EOT-8 cell had not finished
+    after 6 minutes) are stubbed out: they have their own tests, and this module is about
+    the attack forms. The attacks run on one CPU device: compiling dominates here, and a
+    split batch compiles slower (random_resize_pad with 4 draws on cnn7_tiny: 86 s split
+    over two devices, 61 s on one)."""
+    from dfjax.attacks.evaluate import AttackEvaluator
+    from dfjax.models import build_model
+    from dfjax.runner import pipeline
+    from dfjax.training import train_detector
+    from dfjax.training.detectors import Detector
+
+    splits = tinted_blob_splits()
+    model = build_model(MODEL)
+    start = time.perf_counter()
+    variables, history = train_detector(model, splits.train, splits.validation, TRAINING,
+                                        key=jax.random.fold_in(jax.random.key(0), 1))
+    detector = Detector(model, variables, history, time.perf_counter() - start, False)
+    evaluator = AttackEvaluator(devices=jax.devices()[:1])
+    results = {}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pipeline, "sanity_checks", lambda *args, **kwargs: {})
+        for name, defence in DEFENCES.items():
+            cell = Cell(dataset=DATASET, model=MODEL, training=TRAINING, defence=defence,
+                        attack=ATTACK, n_eval=N_EVAL, seed=0)
+            metrics, _, extra = pipeline.run_cell(cell, detector, splits.test, evaluator,
+                                                  N_EVAL)
+            results[name] = metrics, extra
+            print(f"{name:26s} clean {metrics['clean_accuracy']:.3f} "
+                  f"robust {metrics['robust_accuracy']:.3f}")
+    return results
+
+
+def clean(cells, name):
+    return cells[name][0]["clean_accuracy"]
+
+
+def robust(cells, name):
+    return cells[name][0]["robust_accuracy"]
+
+
+def test_cue_survives_the_defences_and_the_bare_detector_is_not_robust(cells):
+    assert clean(cells, "none") >= 0.9
+    for name in ("jpeg", "jpeg_non_adaptive", "bit_depth", "bit_depth_non_adaptive"):
+        assert clean(cells, name) >= 0.88, name
+    for name in ("resize_pad", "resize_pad_no_eot", "resize_pad_non_adaptive"):
+        assert clean(cells, name) >= 0.75, name  # zero padding costs it about 0.1
+    assert robust(cells, "none") <= 0.25
+
+
+def test_rows_record_the_attack_form(cells):
+    for name, (metrics, extra) in cells.items():
+        non_adaptive = name.endswith("_non_adaptive")
+        assert metrics["adaptive"] == (0.0 if non_adaptive else 1.0), name
+        assert extra["defence"]["adaptive"] is not non_adaptive, name
+        if non_adaptive:
+            assert extra["defence"]["surrogate"] == "none (attack ignores the defence)", name
+            assert metrics["eot_samples"] == 1.0, name
+    for name in ("jpeg", "bit_depth"):
+        assert cells[name][1]["defence"]["surrogate"] == "identity"
+    assert cells["resize_pad"][0]["eot_samples"] == 4.0
+    assert cells["resize_pad_no_eot"][0]["eot_samples"] == 1.0
+
+
+def test_bit_depth_looks_robust_only_when_the_attack_ignores_it(cells):
+    """Measured: undefended 0.098; non-adaptive 0.273 (+17.5 points); BPDA 0.148 (+5)."""
+    baseline = robust(cells, "none")
+    assert robust(cells, "bit_depth_non_adaptive") >= baseline + 0.1
+    assert robust(cells, "bit_depth") <= baseline + 0.1
+    assert robust(cells, "bit_depth") <= robust(cells, "bit_depth_non_adaptive") - 0.06
+
+
+def test_jpeg_looks_robust_when_the_attack_ignores_it_and_bpda_is_no_weaker(cells):
+    """Measured: undefended 0.098; non-adaptive 0.480 (+38 points); BPDA 0.453. BPDA
+    through the host callback must attack at all (a zero gradient would leave the clean
+    0.957) and be no weaker than ignoring the defence, up to 2 points of noise."""
+    baseline = robust(cells, "none")
+    assert robust(cells, "jpeg_non_adaptive") >= baseline + 0.2
+    assert robust(cells, "jpeg") <= clean(cells, "jpeg") - 0.3
+    assert robust(cells, "jpeg") <= robust(cells, "jpeg_non_adaptive") + 0.02
+
+
+@pytest.mark.xfail(strict=True, reason="BPDA with the identity surrogate leaves JPEG q75 "
+                   "35 points above the undefended detector at 8/255 (module docstring)")
+def test_jpeg_bpda_reaches_the_undefended_detector(cells):
+    assert robust(cells, "jpeg") <= robust(cells, "none") + 0.1
+
+
+def test_random_resize_pad_looks_robust_until_attacked_with_eot(cells):
+    """Measured: undefended 0.098; non-adaptive 0.410; one draw per step 0.367; EOT over
+    4 draws 0.281."""
+    baseline = robust(cells, "none")
+    assert robust(cells, "resize_pad_non_adaptive") >= baseline + 0.2
+    assert robust(cells, "resize_pad") <= robust(cells, "resize_pad_no_eot")
+    assert robust(cells, "resize_pad") <= robust(cells, "resize_pad_non_adaptive") - 0.05
