@@ -6,7 +6,8 @@ on a defended detector uses that form without being asked:
 
 - differentiable transforms (blur, median, random_resize_pad, smoothing) are attacked
   through;
-- non-differentiable ones name their BPDA surrogate (jpeg and bit_depth: the identity);
+- non-differentiable ones name their BPDA surrogate (bit_depth: the identity; jpeg: a
+  differentiable JPEG, which the identity falls far short of: see defences/jpeg.py);
 - randomised ones (random_resize_pad, smoothing) are attacked with EOT over
   `eot_samples` draws.
 
@@ -29,7 +30,7 @@ import jax
 from dfjax.defences import _adaptive
 from dfjax.defences.bit_depth import bit_depth, check_bits
 from dfjax.defences.blur import blur, check_sigma as check_blur_sigma
-from dfjax.defences.jpeg import check_quality, jpeg
+from dfjax.defences.jpeg import check_quality, differentiable_jpeg, jpeg
 from dfjax.defences.median import check_size, median
 from dfjax.defences.random_resize_pad import check_min_scale, random_resize_pad
 from dfjax.defences.smoothing import (
@@ -60,8 +61,9 @@ class Defended(NamedTuple):
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class DefenceEntry(Entry):
     """transform(x, keys, **options) -> x' (None: no transform, the bare detector).
-    surrogate: the BPDA surrogate's name ("identity") where the transform has no useful
-    gradient, None where it is attacked through. randomized: draws per forward pass
+    surrogate: the BPDA surrogate's name where the transform has no useful gradient, None
+    where it is attacked through; surrogate_transform(x, keys, **options) is that
+    surrogate. randomized: draws per forward pass
     (attacked with EOT; option eot_samples). host_callback: runs on the host (OpenCV),
     so a batch is not split across devices. certify(logits_fn, x, y, key, options) ->
     certified metrics (`certified_*`), for a defence that certifies. detect(logits_fn,
@@ -71,6 +73,7 @@ class DefenceEntry(Entry):
 
     transform: Callable[..., Any] | None = None
     surrogate: str | None = None
+    surrogate_transform: Callable[..., Any] | None = None
     randomized: bool = False
     host_callback: bool = False
     certify: Callable[..., dict[str, float]] | None = None
@@ -110,10 +113,12 @@ def _one(check, name):
 DEFENCES: Registry[DefenceEntry] = Registry("defence")
 DEFENCES.register("none", _entry(description="the bare detector"))
 DEFENCES.register("jpeg", _entry(
-    jpeg, options={"quality": 75}, check=_one(check_quality, "quality"), surrogate="identity",
-    host_callback=True, description="JPEG round trip through OpenCV (BPDA: identity)"))
+    jpeg, options={"quality": 75}, check=_one(check_quality, "quality"),
+    surrogate="differentiable_jpeg", surrogate_transform=differentiable_jpeg, host_callback=True,
+    description="JPEG round trip through OpenCV (BPDA: differentiable JPEG)"))
 DEFENCES.register("bit_depth", _entry(
     bit_depth, options={"bits": 3}, check=_one(check_bits, "bits"), surrogate="identity",
+    surrogate_transform=_adaptive.identity,
     description="bit-depth reduction, feature squeezing (BPDA: identity)"))
 DEFENCES.register("median", _entry(
     median, options={"size": 3}, check=_one(check_size, "size"),
@@ -159,8 +164,9 @@ def defended_logits(model: nn.Module, spec) -> Callable[[dict, jax.Array], Defen
             samples=int(options.get("samples", 1)))
         if not form["adaptive"]:
             return Defended(scored, bare)
-        if entry.surrogate == "identity":
-            transform = _adaptive.bpda(transform, _adaptive.identity)
+        if entry.surrogate_transform is not None:
+            transform = _adaptive.bpda(
+                transform, functools.partial(entry.surrogate_transform, **own))
         attacked = _adaptive.transformed_logits(
             bare, transform, jax.random.fold_in(key, _adaptive.ATTACKED),
             samples=form["eot_samples"])

@@ -47,17 +47,19 @@ def bpda(transform: Transform, surrogate: Transform) -> Transform:
     return approximated
 
 
-def identity(x: Images, keys: jax.Array) -> Images:
-    """The BPDA surrogate of a transform that keeps the image close to itself."""
-    del keys
+def identity(x: Images, keys: jax.Array, **options) -> Images:
+    """The BPDA surrogate of a transform that keeps the image close to itself (the
+    transform's options are ignored)."""
+    del keys, options
     return x
 
 
-def mean_probability_logits(logits: list[jax.Array]) -> jax.Array:
-    """log of the mean softmax over draws ([b, 2] each): the logits of the averaged
-    prediction, whose cross-entropy is -log E[p(y | x)] (EOT on probabilities)."""
-    log_probs = jnp.stack([jax.nn.log_softmax(two_class_logits(z), axis=-1) for z in logits])
-    return jax.nn.logsumexp(log_probs, axis=0) - jnp.log(len(logits))
+def mean_probability_logits(logits: jax.Array) -> jax.Array:
+    """logits [k, b, 2] of k draws -> log of the mean softmax over draws [b, 2]: the
+    logits of the averaged prediction, whose cross-entropy is -log E[p(y | x)] (EOT on
+    probabilities)."""
+    log_probs = jax.nn.log_softmax(two_class_logits(logits), axis=-1)
+    return jax.nn.logsumexp(log_probs, axis=0) - jnp.log(logits.shape[0])
 
 
 def transformed_logits(logits_fn: LogitsFn, transform: Transform, key: jax.Array, *,
@@ -69,8 +71,11 @@ def transformed_logits(logits_fn: LogitsFn, transform: Transform, key: jax.Array
         keys = example_keys(key, x)
         if samples == 1:
             return logits_fn(transform(x, keys))
-        draws = [logits_fn(transform(x, jax.vmap(jax.random.fold_in, (0, None))(keys, j)))
-                 for j in range(samples)]
-        return mean_probability_logits(draws)
+        # the k draws as one batch of k * b: one detector call, compiled once
+        draw_keys = jax.vmap(lambda j: jax.vmap(jax.random.fold_in, (0, None))(keys, j))(
+            jnp.arange(samples))
+        tiled = jnp.broadcast_to(x, (samples, *x.shape)).reshape(-1, *x.shape[1:])
+        logits = logits_fn(transform(tiled, draw_keys.reshape(-1)))
+        return mean_probability_logits(logits.reshape(samples, x.shape[0], -1))
 
     return defended
