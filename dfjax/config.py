@@ -187,7 +187,10 @@ class AttackSweep:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class MatrixConfig:
-    """A named matrix: datasets x models x trainings x defences x attacks x eps."""
+    """A named matrix: datasets x models x trainings x defences x attacks x eps, plus
+    `extra` sub-matrices whose cells run with it (a sub-set crossed with other axes, e.g.
+    one model behind defences; a cell in both runs once). `--set` overrides reach the
+    extras too."""
 
     name: str
     datasets: tuple[DatasetSpec, ...]
@@ -199,6 +202,7 @@ class MatrixConfig:
     n_eval: int = 512
     eval_batch_size: int = 128
     seed: int = 0
+    extra: tuple["MatrixConfig", ...] = ()
 
 
 def delta_to_eps(*deltas: float) -> tuple[float, ...]:

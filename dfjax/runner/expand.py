@@ -73,6 +73,15 @@ def validate(config: MatrixConfig) -> None:
             problems.append(str(e))
     if config.n_eval < 1 or config.eval_batch_size < 1:
         problems.append("n_eval and eval_batch_size must be >= 1")
+    if not isinstance(config.extra, tuple) or not all(
+            isinstance(sub, MatrixConfig) for sub in config.extra):
+        problems.append(f"extra must be a tuple of MatrixConfig, got {config.extra!r}")
+    else:
+        for sub in config.extra:
+            try:
+                validate(sub)
+            except ConfigError as e:
+                problems.append(f"extra matrix {sub.name!r}: {e}")
     if problems:
         raise ConfigError("invalid matrix config:\n  " + "\n  ".join(dict.fromkeys(problems)))
 
@@ -92,6 +101,18 @@ def expand(config: MatrixConfig, only: Mapping[str, Sequence[str]] | None = None
     for axis in only or {}:
         if axis not in AXES:
             raise ConfigError(f"unknown axis {axis!r} in --only; axes: {', '.join(AXES)}")
+    unique = {c.cell_id: c for c in _product_cells(config)}
+    # stable grouping: a detector's cells (from the main matrix and the extras) adjacent,
+    # detectors in order of first appearance
+    order = {key: i for i, key in reversed(list(enumerate(
+        (c.dataset, c.detector_id) for c in unique.values())))}
+    cells = sorted(unique.values(), key=lambda c: order[(c.dataset, c.detector_id)])
+    for axis, allowed in (only or {}).items():
+        cells = [c for c in cells if cell_axis_value(c, axis) in set(allowed)]
+    return cells
+
+
+def _product_cells(config: MatrixConfig) -> list[Cell]:
     cells = [
         Cell(dataset=d, model=m, training=t, defence=df, attack=a,
              n_eval=config.n_eval, seed=config.seed)
@@ -99,9 +120,7 @@ def expand(config: MatrixConfig, only: Mapping[str, Sequence[str]] | None = None
             config.datasets, config.models, config.trainings, config.defences,
             _attack_specs(config))
     ]
-    for axis, allowed in (only or {}).items():
-        cells = [c for c in cells if cell_axis_value(c, axis) in set(allowed)]
-    return cells
+    return cells + [c for sub in config.extra for c in _product_cells(sub)]
 
 
 def apply_overrides(config: MatrixConfig, overrides: Iterable[str]) -> MatrixConfig:
@@ -109,6 +128,7 @@ def apply_overrides(config: MatrixConfig, overrides: Iterable[str]) -> MatrixCon
     AXIS.FIELD for every spec on that axis (dataset.num_examples, training.epochs, ...)."""
     import ast
 
+    overrides = list(overrides)
     axis_fields = {"dataset": "datasets", "model": "models", "training": "trainings",
                    "defence": "defences", "attack": "attacks"}
     for item in overrides:
@@ -134,7 +154,10 @@ def apply_overrides(config: MatrixConfig, overrides: Iterable[str]) -> MatrixCon
             names = {f.name for f in dataclasses.fields(config)}
             if key not in names:
                 raise ConfigError(f"unknown config field {key!r}; fields: {sorted(names)}")
+            if key in ("extra", "name"):
+                raise ConfigError(f"--set cannot change {key!r}")
             if key == "eps_values" and not isinstance(value, tuple):
                 value = (value,) if isinstance(value, (int, float)) else tuple(value)
             config = dataclasses.replace(config, **{key: value})
-    return config
+    extra = tuple(apply_overrides(sub, overrides) for sub in config.extra)
+    return dataclasses.replace(config, extra=extra)
