@@ -81,7 +81,8 @@ def validate(config: MatrixConfig) -> None:
             try:
                 validate(sub)
             except ConfigError as e:
-                problems.append(f"extra matrix {sub.name!r}: {e}")
+                found = str(e).removeprefix("invalid matrix config:\n  ").split("\n  ")
+                problems.extend(f"extra matrix {sub.name!r}: {p}" for p in found)
     if problems:
         raise ConfigError("invalid matrix config:\n  " + "\n  ".join(dict.fromkeys(problems)))
 

@@ -10,6 +10,7 @@ stores what it returns (`dfjax.store`).
 from __future__ import annotations
 
 import jax
+import numpy as np
 
 from dfjax.attacks.evaluate import AttackEvaluator, evaluate_attack
 from dfjax.attacks.sanity import sanity_checks
@@ -43,8 +44,11 @@ def run_cell(cell: Cell, detector: Detector, test: Split, evaluator: AttackEvalu
                              keep_adversarial=defence.detect is not None)
     metrics, extra = cell_metrics(evaluated, result)
     metrics |= {"adaptive": float(form["adaptive"]), "eot_samples": float(form["eot_samples"])}
+    still_robust = np.ones(len(evaluated), bool)
+    still_robust[extra["nonrobust_indices"]] = False
     metrics |= sanity_checks(cell.attack, metrics["robust_accuracy"], logits_of, kind, *inputs,
-                             split=split, detector=(cell.detector_id, cell.defence.canonical()))
+                             split=split, detector=(cell.detector_id, cell.defence.canonical()),
+                             still_robust=still_robust)
     if defence.certify is not None:  # once per detector: certificates need no attack
         memo = evaluator.memo.setdefault(("certified", cell.detector_id,
                                           cell.defence.canonical()), {})

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from dfjax.config import AttackSweep, DatasetSpec, ModelSpec, TrainSpec
+from dfjax.config import AttackSweep, DatasetSpec, DefenceSpec, ModelSpec, TrainSpec
 from dfjax.configs import get_config
 from dfjax.runner import ConfigError, apply_overrides, expand
 
@@ -133,3 +133,33 @@ def test_defences_config_covers_every_defence():
     from dfjax.defences import DEFENCES
 
     assert {d.name for d in get_config("defences").defences} == set(DEFENCES.names())
+
+
+def test_extra_matrices_add_their_cells_once_grouped_by_detector():
+    """default's extra (cnn7 behind defences, PGD and auto at 8/255): its cells join the
+    main matrix's, a cell in both runs once, and each detector's cells stay adjacent (the
+    runner loads a detector once)."""
+    config = get_config("default")
+    main_only = dataclasses.replace(config, extra=())
+    cells, main_cells = expand(config), expand(main_only)
+    extra_cells = expand(dataclasses.replace(config.extra[0], extra=()))
+    ids = [c.cell_id for c in cells]
+    assert len(ids) == len(set(ids))
+    assert set(ids) == {c.cell_id for c in main_cells} | {c.cell_id for c in extra_cells}
+    twice = dataclasses.replace(config, extra=(config.extra[0], config.extra[0]))
+    assert [c.cell_id for c in expand(twice)] == ids  # a cell in both runs once
+    detectors = [c.detector_id for c in cells]
+    runs = [d for i, d in enumerate(detectors) if i == 0 or d != detectors[i - 1]]
+    assert len(runs) == len(set(detectors))
+    assert {c.defence.name for c in cells} == {"none", "jpeg", "bit_depth", "smoothing"}
+    assert {c.attack.name for c in cells if c.defence.name == "smoothing"} == {"pgd", "auto"}
+
+
+def test_overrides_reach_the_extra_matrices_and_a_bad_extra_is_named():
+    config = apply_overrides(get_config("default"), ["n_eval=16", "dataset.num_examples=300"])
+    assert all(c.n_eval == 16 and c.dataset.num_examples == 300 for c in expand(config))
+    with pytest.raises(ConfigError, match="cannot change 'extra'"):
+        apply_overrides(config, ["extra=()"])
+    bad_extra = dataclasses.replace(config.extra[0], defences=(DefenceSpec(name="jpg"),))
+    with pytest.raises(ConfigError, match="extra matrix 'default_defences'.*known defences"):
+        expand(dataclasses.replace(config, extra=(bad_extra,)))
