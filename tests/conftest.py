@@ -13,6 +13,25 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 use_cpu_cores(2)
 
 
+def pytest_addoption(parser):
+    parser.addoption("--peers-report", default=None, metavar="DIR",
+                     help="tests/peers: write the torchattacks cross-check's results to "
+                          "DIR/crosscheck.json (rendered by python -m dfjax.peers.report)")
+
+
+@pytest.fixture(scope="session")
+def peers_report_dir(request):
+    """The --peers-report folder (created), or None."""
+    from pathlib import Path
+
+    value = request.config.getoption("--peers-report")
+    if value is None:
+        return None
+    path = Path(value)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 @pytest.fixture(scope="session")
 def tiny_model():
     """(model, variables, logits_fn) of a randomly initialised cnn7_tiny with 2 logits."""

@@ -81,9 +81,30 @@ def _dfjax_attack(name, delta, options):
     return ATTACKS.get(name).bind(spec)
 
 
+def _write_record(results, directory):
+    """directory/crosscheck.json: what `python -m dfjax.peers.report` renders."""
+    import datetime
+    import os
+    from importlib import metadata
+
+    from dfjax.runner.environment import environment
+
+    env = environment()
+    rows = [{"attack": k[0], "delta": k[1], "tolerance": TOLERANCE[k[0]], **v}
+            for k, v in results.items() if k != "clean"]
+    record = {"clean": results["clean"], "n_eval": N_EVAL,
+              "square_iterations": SQUARE_ITERATIONS, "rows": rows,
+              "meta": {"date": datetime.date.today().isoformat(),
+                       "revision": env["git_revision"], "machine": f"{os.cpu_count()} x {env['cpu']}",
+                       "torch": torch.__version__, "torchattacks": metadata.version("torchattacks"),
+                       "load": os.getloadavg()[0]}}
+    (directory / "crosscheck.json").write_text(json.dumps(record, indent=1))
+
+
 @pytest.fixture(scope="module")
-def table(trained):
-    """{(attack, delta): {"dfjax": robust acc, "torchattacks": robust acc}} and clean acc."""
+def table(trained, peers_report_dir):
+    """{(attack, delta): {"dfjax": robust acc, "torchattacks": robust acc}} and clean acc;
+    written to --peers-report DIR/crosscheck.json when that option is given."""
     model, variables, x, y = trained
     logits_fn = jax.jit(make_logits_fn(model, variables))
 
@@ -136,6 +157,8 @@ def table(trained):
                          f"| {TOLERANCE[key[0]]:.2f} | {r['dfjax_s']:.1f} | "
                          f"{r['torchattacks_s']:.1f} |")
     print("\n" + "\n".join(lines))
+    if peers_report_dir is not None:
+        _write_record(results, peers_report_dir)
     return results
 
 
