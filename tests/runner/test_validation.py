@@ -142,17 +142,18 @@ def test_extra_matrices_add_their_cells_once_grouped_by_detector():
     config = get_config("default")
     main_only = dataclasses.replace(config, extra=())
     cells, main_cells = expand(config), expand(main_only)
-    extra_cells = expand(dataclasses.replace(config.extra[0], extra=()))
+    extra_cells = [c for sub in config.extra for c in expand(sub)]
     ids = [c.cell_id for c in cells]
     assert len(ids) == len(set(ids))
     assert set(ids) == {c.cell_id for c in main_cells} | {c.cell_id for c in extra_cells}
-    twice = dataclasses.replace(config, extra=(config.extra[0], config.extra[0]))
+    twice = dataclasses.replace(config, extra=config.extra + config.extra)
     assert [c.cell_id for c in expand(twice)] == ids  # a cell in both runs once
     detectors = [c.detector_id for c in cells]
     runs = [d for i, d in enumerate(detectors) if i == 0 or d != detectors[i - 1]]
     assert len(runs) == len(set(detectors))
     assert {c.defence.name for c in cells} == {"none", "jpeg", "bit_depth", "smoothing"}
-    assert {c.attack.name for c in cells if c.defence.name == "smoothing"} == {"pgd", "auto"}
+    assert {c.attack.name for c in cells if c.defence.name == "jpeg"} == {"pgd", "auto"}
+    assert {c.attack.name for c in cells if c.defence.name == "smoothing"} == {"pgd"}
 
 
 def test_overrides_reach_the_extra_matrices_and_a_bad_extra_is_named():
