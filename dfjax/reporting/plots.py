@@ -9,7 +9,9 @@ from typing import Any
 
 
 def plot_robustness_curves(rows: list[dict[str, Any]], out: Path) -> list[Path]:
-    """One PNG per dataset x model x training x defence: two panels against delta.
+    """One PNG per dataset x model x training x defence x number of examples that has
+    at least two budgets: two panels against delta (the file name carries `_n<n>` where
+    the same detector and defence have curves on more than one number of examples).
 
     Drawn with matplotlib's object-oriented API (a `Figure` saved straight to a file),
     which needs no backend selection and leaves pyplot's global state alone.
@@ -19,7 +21,12 @@ def plot_robustness_curves(rows: list[dict[str, Any]], out: Path) -> list[Path]:
     groups: dict[tuple, list] = defaultdict(list)
     for r in rows:
         if r["status"] == "ok":
-            groups[(r["dataset"], r["model"], r["training"], r["defence"])].append(r)
+            groups[(r["dataset"], r["model"], r["training"], r["defence"],
+                    r["n_examples"])].append(r)
+    groups = {k: g for k, g in groups.items() if len({r["delta"] for r in g}) >= 2}
+    sizes: dict[tuple, int] = defaultdict(int)  # a single budget is no curve: left out
+    for key in groups:
+        sizes[key[:4]] += 1
     written = []
     for key, group in sorted(groups.items()):
         fig = Figure(figsize=(9, 3.5))
@@ -32,9 +39,10 @@ def plot_robustness_curves(rows: list[dict[str, Any]], out: Path) -> list[Path]:
         ax_acc.set(xlabel="delta (1/255)", ylabel="robust accuracy", ylim=(0, 1))
         ax_tcp.set(xlabel="delta (1/255)", ylabel="mean true-class probability", ylim=(0, 1))
         ax_acc.legend()
-        fig.suptitle(" x ".join(key))
+        name = list(key[:4]) + ([f"n{key[4]}"] if sizes[key[:4]] > 1 else [])
+        fig.suptitle(" x ".join(key[:4]) + f" (n = {key[4]})")
         fig.tight_layout()
-        slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", "_".join(key)).strip("-")
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", "_".join(name)).strip("-")
         path = out / f"curves_{slug}.png"
         fig.savefig(path, dpi=90)
         written.append(path)
