@@ -81,7 +81,9 @@ class Store:
         error: str | None = None, timings: dict[str, float] | None = None,
         extra: dict[str, Any] | None = None, env: dict[str, Any] | None = None,
     ) -> None:
-        """Write (or replace) one cell's row and metrics in a single transaction."""
+        """Write (or replace) one cell's row and metrics in a single transaction. The row's
+        n_examples is timings["n_evaluated"] (the examples actually evaluated) where
+        given, else the cell's n_eval."""
         timings = timings or {}
         for name, value in (metrics or {}).items():
             if not isinstance(value, (int, float)):
@@ -94,7 +96,8 @@ class Store:
                     cell.cell_id, status, cell.dataset.label(), cell.model.label(),
                     cell.training.label(), cell.defence.label(), cell.attack.label(),
                     cell.attack.norm, cell.attack.eps, cell.attack.delta, cell.seed,
-                    cell.n_eval, cell.detector_id, json.dumps(cell.to_dict(), sort_keys=True),
+                    int(timings.get("n_evaluated", cell.n_eval)), cell.detector_id,
+                    json.dumps(cell.to_dict(), sort_keys=True),
                     error, timings.get("wall_time"), timings.get("compile_time"),
                     timings.get("images_per_second"), json.dumps(extra or {}),
                     json.dumps(env or {}), SCHEMA_VERSION, time.time(),

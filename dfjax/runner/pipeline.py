@@ -27,7 +27,8 @@ from dfjax.training.detectors import Detector
 def run_cell(cell: Cell, detector: Detector, test: Split, evaluator: AttackEvaluator,
              batch_size: int, *, validation: Split | None = None) -> tuple[dict, dict, dict]:
     """Attack the cell's evaluation subset of `test`; returns (metrics, timings, extra)
-    (see dfjax.metrics.cell.cell_metrics). The cell's key is cell_key(seed, cell_id).
+    (see dfjax.metrics.cell.cell_metrics; timings["n_evaluated"]: the examples actually
+    evaluated, fewer than cell.n_eval where the test split is smaller). The cell's key is cell_key(seed, cell_id).
     validation: clean examples a detecting defence fits its threshold on (required by
     those; the same subset rule as the test examples)."""
     evaluated = evaluation_subset(test, cell.n_eval, cell.seed)
@@ -69,4 +70,5 @@ def run_cell(cell: Cell, detector: Detector, test: Split, evaluator: AttackEvalu
             jax.random.fold_in(cell_key(cell.seed, cell.cell_id), 0xDE7), eps=cell.attack.eps,
             options=DEFENCES.resolve(cell.defence.name, cell.defence.options))
     extra["defence"] = form
-    return metrics, attack_timings(len(evaluated), result), extra
+    timings = attack_timings(len(evaluated), result) | {"n_evaluated": len(evaluated)}
+    return metrics, timings, extra
