@@ -85,7 +85,7 @@ def test_rising_with_eps_is_flagged_across_cells():
     from dfjax.reporting.tables import add_rising_with_eps
 
     base = dict(status="ok", dataset="d", model="m", training="t", defence="none",
-                norm="linf")
+                norm="linf", n_examples=64)
     rows = [dict(base, attack="pgd", eps=e, robust_accuracy=r)
             for e, r in ((0.0, 0.9), (0.01, 0.5), (0.02, 0.6), (0.03, 0.51))]
     rows += [dict(base, attack="fgsm", eps=e, robust_accuracy=r)
