@@ -19,21 +19,28 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def _git_revision() -> str:
+def git_state(cwd: Path) -> tuple[str, str]:
+    """(short revision, "true"/"false": tracked files differ from it) of the git work tree
+    at `cwd`; ("unknown", "unknown") outside one or without git."""
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, timeout=5, cwd=Path(__file__).resolve().parent)
-        return out.stdout.strip() or "unknown"
+        revision = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                                  text=True, timeout=5, cwd=cwd)
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                                capture_output=True, text=True, timeout=10, cwd=cwd)
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
+        return "unknown", "unknown"
+    if revision.returncode != 0 or status.returncode != 0:
+        return "unknown", "unknown"
+    return revision.stdout.strip(), str(bool(status.stdout.strip())).lower()
 
 
 @functools.cache
 def environment() -> dict[str, str]:
     import jax
 
+    revision, dirty = git_state(Path(__file__).resolve().parent)
     env = {"python": platform.python_version(), "platform": platform.platform(),
-           "cpu": _cpu_model(), "git_revision": _git_revision(),
+           "cpu": _cpu_model(), "git_revision": revision, "git_dirty": dirty,
            "device": str(jax.devices()[0].device_kind), "device_count": str(jax.device_count())}
     for package in ("dfjax", "jax", "jaxlib", "flax", "optax", "numpy"):
         try:
