@@ -28,7 +28,8 @@ def run_cell(cell: Cell, detector: Detector, test: Split, evaluator: AttackEvalu
              batch_size: int, *, validation: Split | None = None) -> tuple[dict, dict, dict]:
     """Attack the cell's evaluation subset of `test`; returns (metrics, timings, extra)
     (see dfjax.metrics.cell.cell_metrics; timings["n_evaluated"]: the examples actually
-    evaluated, fewer than cell.n_eval where the test split is smaller). The cell's key is cell_key(seed, cell_id).
+    evaluated, fewer than cell.n_eval where the test split is smaller). The cell's key is
+    cell_key(seed, cell_id).
     validation: clean examples a detecting defence fits its threshold on (required by
     those; the same subset rule as the test examples)."""
     evaluated = evaluation_subset(test, cell.n_eval, cell.seed)

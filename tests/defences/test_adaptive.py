@@ -108,8 +108,8 @@ def cells():
     trained 4 epochs on tinted_blob_splits() (about 25 s).
 
     run_cell's sanity checks (dfjax.attacks.sanity: twice the steps and an unbounded
-    attack, each one more compilation per cell) are stubbed out: they have their own tests, and this module is about
-    the attack forms. The attacks run on one CPU device: compiling dominates here, and a
+    attack, each one more compilation per cell) are stubbed out: they have their own tests,
+    and this module is about the attack forms. The attacks run on one CPU device: compiling dominates here, and a
     split batch compiles slower (random_resize_pad with 4 draws on cnn7_tiny: 86 s split
     over two devices, 61 s on one)."""
     from dfjax.attacks.evaluate import AttackEvaluator

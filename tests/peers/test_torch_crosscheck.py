@@ -95,7 +95,8 @@ def _write_record(results, directory):
     record = {"clean": results["clean"], "n_eval": N_EVAL,
               "square_iterations": SQUARE_ITERATIONS, "rows": rows,
               "meta": {"date": datetime.date.today().isoformat(),
-                       "revision": env["git_revision"], "machine": f"{os.cpu_count()} x {env['cpu']}",
+                       "revision": env["git_revision"],
+                       "machine": f"{os.cpu_count()} x {env['cpu']}",
                        "torch": torch.__version__, "torchattacks": metadata.version("torchattacks"),
                        "load": os.getloadavg()[0]}}
     (directory / "crosscheck.json").write_text(json.dumps(record, indent=1))
