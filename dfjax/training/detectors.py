@@ -40,6 +40,19 @@ def warm_start_cell(cell: Cell) -> Cell:
     return dataclasses.replace(cell, training=base)
 
 
+def train_new_detector(model: nn.Module, splits: DatasetSplits, training, *, key: jax.Array,
+                       on_epoch: Callable[[dict], None] | None = None,
+                       initial_variables: dict | None = None) -> Detector:
+    """Train `model` on splits.train (validated on splits.validation) with TrainSpec
+    `training` from `key` (or fine-tune `initial_variables`); the Detector records the
+    seconds this training took. Nothing is cached: `get_detector` caches."""
+    start = time.perf_counter()
+    variables, history = train_detector(model, splits.train, splits.validation, training,
+                                        key=key, on_epoch=on_epoch,
+                                        initial_variables=initial_variables)
+    return Detector(model, variables, history, time.perf_counter() - start, False)
+
+
 def get_detector(cell: Cell, splits: DatasetSplits, *, checkpoint_dir: Path,
                  log: Callable[[str], None] = print,
                  on_epoch: Callable[[dict], None] | None = None) -> Detector:
@@ -64,12 +77,11 @@ def get_detector(cell: Cell, splits: DatasetSplits, *, checkpoint_dir: Path,
         base = get_detector(warm_start_cell(cell), splits, checkpoint_dir=checkpoint_dir,
                             log=log, on_epoch=on_epoch)
         initial = base.variables
-    start = time.perf_counter()  # the fine-tuning alone; the base has its own record
-    variables, history = train_detector(model, splits.train, splits.validation, cell.training,
-                                        key=key, on_epoch=on_epoch, initial_variables=initial)
-    seconds = time.perf_counter() - start
-    save_checkpoint(checkpoint_dir, cell.detector_id, variables,
-                    {"history": history, "train_seconds": seconds,
+    # its seconds are the fine-tuning alone; the base has its own record
+    detector = train_new_detector(model, splits, cell.training, key=key, on_epoch=on_epoch,
+                                  initial_variables=initial)
+    save_checkpoint(checkpoint_dir, cell.detector_id, detector.variables,
+                    {"history": detector.history, "train_seconds": detector.train_seconds,
                      "dataset": cell.dataset.to_dict(), "model": cell.model.to_dict(),
                      "training": cell.training.to_dict()})
-    return Detector(model, variables, history, seconds, False)
+    return detector

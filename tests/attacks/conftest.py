@@ -1,7 +1,6 @@
 """One trained cnn7 shared by every slow attack test (and the torchattacks cross-check)."""
 
 import dataclasses
-import time
 
 import jax
 import pytest
@@ -70,16 +69,13 @@ def checkerboard_splits(n: int = 2000, size: int = 32, seed: int = 0):
 def trained_cnn7():
     """cnn7 trained 4 epochs on 2000 32x32 checkerboard-artifact images (~20 s on 2 cores)."""
     from dfjax.models import build_model
-    from dfjax.training.detectors import Detector
-    from dfjax.training import train_detector
+    from dfjax.training.detectors import train_new_detector
 
     splits = checkerboard_splits()
     model = build_model(MODEL)
-    start = time.perf_counter()
-    variables, history = train_detector(model, splits.train, splits.validation, TRAINING,
-                                        key=jax.random.fold_in(jax.random.key(0), 1))
-    detector = Detector(model, variables, history, time.perf_counter() - start, False)
-    return Trained(model, variables, detector, splits.test, history)
+    detector = train_new_detector(model, splits, TRAINING,
+                                  key=jax.random.fold_in(jax.random.key(0), 1))
+    return Trained(model, detector.variables, detector, splits.test, detector.history)
 
 
 @pytest.fixture(scope="session")

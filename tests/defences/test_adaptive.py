@@ -34,8 +34,6 @@ eps/8 = 1/255 the same surrogate stalls at 0.33 (blur: 0.22), hence step eps/4 h
 `auto` ensemble's APGD adapts its step size on its own.
 """
 
-import time
-
 import jax
 import numpy as np
 import pytest
@@ -115,15 +113,11 @@ def cells():
     from dfjax.attacks.evaluate import AttackEvaluator
     from dfjax.models import build_model
     from dfjax.runner import pipeline
-    from dfjax.training import train_detector
-    from dfjax.training.detectors import Detector
+    from dfjax.training.detectors import train_new_detector
 
     splits = tinted_blob_splits()
-    model = build_model(MODEL)
-    start = time.perf_counter()
-    variables, history = train_detector(model, splits.train, splits.validation, TRAINING,
-                                        key=jax.random.fold_in(jax.random.key(0), 1))
-    detector = Detector(model, variables, history, time.perf_counter() - start, False)
+    detector = train_new_detector(build_model(MODEL), splits, TRAINING,
+                                  key=jax.random.fold_in(jax.random.key(0), 1))
     evaluator = AttackEvaluator(devices=jax.devices()[:1])
     results = {}
     with pytest.MonkeyPatch.context() as patch:
