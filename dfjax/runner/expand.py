@@ -33,7 +33,15 @@ def _attack_specs(config: MatrixConfig) -> list[AttackSpec]:
 def validate(config: MatrixConfig) -> None:
     """Raise ConfigError before anything runs: every name on every axis is registered,
     and every spec's options resolve against its entry (unknown options and refused
-    values are listed, with the entry's valid options)."""
+    values are listed, with the entry's valid options); extra matrices likewise."""
+    problems = _problems(config)
+    if problems:
+        raise ConfigError("invalid matrix config:\n  " + "\n  ".join(dict.fromkeys(problems)))
+
+
+def _problems(config: MatrixConfig) -> list[str]:
+    """What `validate` reports of `config` and its extras; raises ConfigError at once
+    where an axis is not a non-empty tuple."""
     problems: list[str] = []
 
     def resolve(registry, name, options):
@@ -79,12 +87,10 @@ def validate(config: MatrixConfig) -> None:
     else:
         for sub in config.extra:
             try:
-                validate(sub)
+                problems.extend(f"extra matrix {sub.name!r}: {p}" for p in _problems(sub))
             except ConfigError as e:
-                found = str(e).removeprefix("invalid matrix config:\n  ").split("\n  ")
-                problems.extend(f"extra matrix {sub.name!r}: {p}" for p in found)
-    if problems:
-        raise ConfigError("invalid matrix config:\n  " + "\n  ".join(dict.fromkeys(problems)))
+                problems.append(f"extra matrix {sub.name!r}: {e}")
+    return problems
 
 
 def cell_axis_value(cell: Cell, axis: str) -> str:
@@ -105,8 +111,9 @@ def expand(config: MatrixConfig, only: Mapping[str, Sequence[str]] | None = None
     unique = {c.cell_id: c for c in _product_cells(config)}
     # stable grouping: a detector's cells (from the main matrix and the extras) adjacent,
     # detectors in order of first appearance
-    order = {key: i for i, key in reversed(list(enumerate(
-        (c.dataset, c.detector_id) for c in unique.values())))}
+    order: dict[tuple, int] = {}
+    for c in unique.values():
+        order.setdefault((c.dataset, c.detector_id), len(order))
     cells = sorted(unique.values(), key=lambda c: order[(c.dataset, c.detector_id)])
     for axis, allowed in (only or {}).items():
         cells = [c for c in cells if cell_axis_value(c, axis) in set(allowed)]
