@@ -61,9 +61,9 @@ class Defended(NamedTuple):
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class DefenceEntry(Entry):
     """transform(x, keys, **options) -> x' (None: no transform, the bare detector).
-    surrogate: the BPDA surrogate's name where the transform has no useful gradient, None
-    where it is attacked through; surrogate_transform(x, keys, **options) is that
-    surrogate. randomized: draws per forward pass
+    surrogate(x, keys, **options): the BPDA surrogate where the transform has no useful
+    gradient (rows record its function name), None where it is attacked through.
+    randomized: draws per forward pass
     (attacked with EOT; option eot_samples). host_callback: runs on the host (OpenCV),
     so a batch is not split across devices. certify(logits_fn, x, y, key, options) ->
     certified metrics (`certified_*`), for a defence that certifies. detect(logits_fn,
@@ -72,8 +72,7 @@ class DefenceEntry(Entry):
     defence takes: `adaptive` (default True) and, for randomised ones, `eot_samples`."""
 
     transform: Callable[..., Any] | None = None
-    surrogate: str | None = None
-    surrogate_transform: Callable[..., Any] | None = None
+    surrogate: Callable[..., Any] | None = None
     randomized: bool = False
     host_callback: bool = False
     certify: Callable[..., dict[str, float]] | None = None
@@ -82,9 +81,13 @@ class DefenceEntry(Entry):
     def attack_form(self, options: dict[str, Any]) -> dict[str, Any]:
         """What a row records of how the defence was attacked."""
         adaptive = bool(options.get("adaptive", True))
-        return {"adaptive": adaptive,
-                "surrogate": (self.surrogate or "none (attacked through)") if adaptive
-                else "none (attack ignores the defence)",
+        if not adaptive:
+            surrogate = "none (attack ignores the defence)"
+        elif self.surrogate is None:
+            surrogate = "none (attacked through)"
+        else:
+            surrogate = self.surrogate.__name__
+        return {"adaptive": adaptive, "surrogate": surrogate,
                 "eot_samples": int(options.get("eot_samples", 1)) if adaptive else 1}
 
 
@@ -114,11 +117,11 @@ DEFENCES: Registry[DefenceEntry] = Registry("defence")
 DEFENCES.register("none", _entry(description="the bare detector"))
 DEFENCES.register("jpeg", _entry(
     jpeg, options={"quality": 75}, check=_one(check_quality, "quality"),
-    surrogate="differentiable_jpeg", surrogate_transform=differentiable_jpeg, host_callback=True,
+    surrogate=differentiable_jpeg, host_callback=True,
     description="JPEG round trip through OpenCV (BPDA: differentiable JPEG)"))
 DEFENCES.register("bit_depth", _entry(
-    bit_depth, options={"bits": 3}, check=_one(check_bits, "bits"), surrogate="identity",
-    surrogate_transform=_adaptive.identity,
+    bit_depth, options={"bits": 3}, check=_one(check_bits, "bits"),
+    surrogate=_adaptive.identity,
     description="bit-depth reduction, feature squeezing (BPDA: identity)"))
 DEFENCES.register("median", _entry(
     median, options={"size": 3}, check=_one(check_size, "size"),
@@ -164,9 +167,8 @@ def defended_logits(model: nn.Module, spec) -> Callable[[dict, jax.Array], Defen
             samples=int(options.get("samples", 1)))
         if not form["adaptive"]:
             return Defended(scored, bare)
-        if entry.surrogate_transform is not None:
-            transform = _adaptive.bpda(
-                transform, functools.partial(entry.surrogate_transform, **own))
+        if entry.surrogate is not None:
+            transform = _adaptive.bpda(transform, functools.partial(entry.surrogate, **own))
         attacked = _adaptive.transformed_logits(
             bare, transform, jax.random.fold_in(key, _adaptive.ATTACKED),
             samples=form["eot_samples"])
