@@ -126,6 +126,7 @@ class ArrayBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
             )
         report = json.loads(self.report_path.read_text()) if self.report_path.exists() else {}
         return DatasetSplits(**splits, info={"report": report, "data_dir": str(self.data_dir),
+                                             "version": str(self.VERSION),
                                              "report_path": str(self.report_path)})
 
 

@@ -8,7 +8,15 @@ from dfjax.data.base import Split
 
 
 def evaluation_subset(split: Split, n_eval: int, seed: int) -> Split:
-    """The examples every cell of a detector is evaluated on (seeded, so the same for all).
+    """The examples every cell of a detector is evaluated on (seeded, so the same for all):
+    `split` at `evaluation_indices(split, n_eval, seed)`."""
+    order = evaluation_indices(split, n_eval, seed)
+    return Split(split.images[order], split.labels[order], split.groups[order],
+                 split.frames[order])
+
+
+def evaluation_indices(split: Split, n_eval: int, seed: int) -> np.ndarray:
+    """int64 [m <= n_eval]: indices into `split` of the evaluated examples, increasing.
 
     Still images: the first n_eval of a seeded permutation, in split order. Video frames
     (any frame index > 0): whole videos in seeded order until n_eval frames are reached,
@@ -23,5 +31,4 @@ def evaluation_subset(split: Split, n_eval: int, seed: int) -> Split:
         order = np.flatnonzero(np.isin(split.groups, keep))
     else:
         order = np.sort(rng.permutation(len(split))[:n_eval])
-    return Split(split.images[order], split.labels[order], split.groups[order],
-                 split.frames[order])
+    return order.astype(np.int64)

@@ -61,6 +61,21 @@ def roc_auc(y_true, fake_score) -> float:
     return float(u / (n_pos * n_neg))
 
 
+def roc_curve(y_true, fake_score) -> tuple[np.ndarray, np.ndarray]:
+    """(false positive rate, true positive rate), float64 [k + 1], from (0, 0) to (1, 1):
+    one point per distinct score, thresholds from the highest down (ties move together).
+    Empty arrays when one class is absent."""
+    y_true, score = _check(y_true, fake_score, "scores")
+    n_pos, n_neg = int(np.sum(y_true == 1)), int(np.sum(y_true == 0))
+    if n_pos == 0 or n_neg == 0:
+        return np.zeros(0), np.zeros(0)
+    order = np.argsort(-score.astype(np.float64), kind="mergesort")
+    sorted_scores, fake = score[order], y_true[order] == 1
+    last_of_tie = np.r_[np.flatnonzero(np.diff(sorted_scores)), len(score) - 1]
+    tp, fp = np.cumsum(fake)[last_of_tie], np.cumsum(~fake)[last_of_tie]
+    return np.r_[0.0, fp / n_neg], np.r_[0.0, tp / n_pos]
+
+
 def log_loss(y_true, fake_probability, *, eps: float = 1e-7) -> float:
     """Mean binary cross-entropy (the paper's Eq. 8) with p clipped to [eps, 1 - eps]."""
     y_true, p = _check(y_true, fake_probability, "probabilities")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import functools
 import platform
 import subprocess
@@ -48,3 +49,16 @@ def environment() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             env[package] = "not installed"
     return env
+
+
+def provenance(splits, detector) -> dict[str, str]:
+    """What one cell's numbers came from beyond the environment: the dataset's version
+    (`splits.info["version"]`), whether the detector was trained in this run or loaded
+    from the checkpoint cache, and when its training finished (ISO 8601, UTC)."""
+    trained_at = detector.trained_at
+    return {
+        "dataset_version": str(splits.info.get("version", "unknown")),
+        "detector_source": "cache" if detector.from_cache else "trained",
+        "detector_trained_at": "unknown" if trained_at is None else
+        datetime.datetime.fromtimestamp(trained_at, datetime.UTC).isoformat(timespec="seconds"),
+    }

@@ -20,7 +20,7 @@ from dfjax.attacks.evaluate import AttackEvaluator
 from dfjax.config import Cell, MatrixConfig
 from dfjax.data import load_dataset
 from dfjax.data.base import DatasetSplits
-from dfjax.runner.environment import environment
+from dfjax.runner.environment import environment, provenance
 from dfjax.runner.expand import expand
 from dfjax.runner.pipeline import run_cell
 from dfjax.store import Store
@@ -119,8 +119,10 @@ def run_matrix(
                                                    config.eval_batch_size,
                                                    validation=splits.validation)
             timings["wall_time"] = time.perf_counter() - start
+            examples, gallery = extra.pop("examples", None), extra.pop("gallery", None)
             store.put(cell, status="ok", metrics=metrics, timings=timings, extra=extra,
-                      env=environment())
+                      env=environment() | provenance(splits, detector),
+                      examples=examples, gallery=gallery)
             summary.done += 1
         except Exception as e:  # stored as failed, with its error; the run goes on
             error = f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=5)}"

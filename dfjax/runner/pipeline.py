@@ -16,9 +16,10 @@ from dfjax.attacks.evaluate import AttackEvaluator, evaluate_attack
 from dfjax.attacks.sanity import sanity_checks
 from dfjax.config import Cell
 from dfjax.data.base import Split
-from dfjax.data.subsets import evaluation_subset
+from dfjax.data.subsets import evaluation_indices, evaluation_subset
 from dfjax.defences import DEFENCES, defended_logits
 from dfjax.metrics.cell import attack_timings, cell_metrics
+from dfjax.metrics.examples import gallery, per_example
 from dfjax.models import make_logits_fn
 from dfjax.rng import cell_key
 from dfjax.training.detectors import Detector
@@ -29,10 +30,13 @@ def run_cell(cell: Cell, detector: Detector, test: Split, evaluator: AttackEvalu
     """Attack the cell's evaluation subset of `test`; returns (metrics, timings, extra)
     (see dfjax.metrics.cell.cell_metrics; timings["n_evaluated"]: the examples actually
     evaluated, fewer than cell.n_eval where the test split is smaller). The cell's key is
-    cell_key(seed, cell_id).
+    cell_key(seed, cell_id). extra["examples"] (per-example fake probabilities,
+    dfjax.metrics.examples.per_example) and extra["gallery"] (a few adversarial examples
+    as PNG) are for the store's examples and gallery tables, not its JSON column.
     validation: clean examples a detecting defence fits its threshold on (required by
     those; the same subset rule as the test examples)."""
     evaluated = evaluation_subset(test, cell.n_eval, cell.seed)
+    indices = evaluation_indices(test, cell.n_eval, cell.seed)
     if len(evaluated) == 0:
         raise ValueError(f"dataset {cell.dataset.name} has no test examples")
     defence = DEFENCES.get(cell.defence.name)
@@ -43,8 +47,12 @@ def run_cell(cell: Cell, detector: Detector, test: Split, evaluator: AttackEvalu
               cell_key(cell.seed, cell.cell_id), evaluator, batch_size)
     split = not defence.host_callback
     result = evaluate_attack(cell.attack, logits_of, kind, *inputs, split=split,
-                             keep_adversarial=defence.detect is not None)
+                             keep_adversarial=True)
     metrics, extra = cell_metrics(evaluated, result)
+    extra["examples"] = per_example(indices, evaluated.labels, result.outputs["clean"],
+                                    result.outputs["adv"])
+    extra["gallery"] = gallery(extra["examples"], inputs[1], result.outputs["x_adv"],
+                               cell.attack.eps)
     metrics |= {"adaptive": float(form["adaptive"]), "eot_samples": float(form["eot_samples"])}
     still_robust = np.ones(len(evaluated), bool)
     still_robust[extra["nonrobust_indices"]] = False

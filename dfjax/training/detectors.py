@@ -21,13 +21,15 @@ from dfjax.training.loop import create_variables, train_detector
 @dataclasses.dataclass
 class Detector:
     """A trained detector: the module, its variables, per-epoch history, the seconds its
-    own training took (its fine-tuning alone for a warm start), whether it was loaded."""
+    own training took (its fine-tuning alone for a warm start), whether it was loaded,
+    and when its training finished (Unix seconds; None: not recorded, an older cache)."""
 
     model: nn.Module
     variables: dict
     history: list[dict]
     train_seconds: float
     from_cache: bool
+    trained_at: float | None = None
 
 
 def warm_start_cell(cell: Cell) -> Cell:
@@ -50,7 +52,8 @@ def train_new_detector(model: nn.Module, splits: DatasetSplits, training, *, key
     variables, history = train_detector(model, splits.train, splits.validation, training,
                                         key=key, on_epoch=on_epoch,
                                         initial_variables=initial_variables)
-    return Detector(model, variables, history, time.perf_counter() - start, False)
+    return Detector(model, variables, history, time.perf_counter() - start, False,
+                    trained_at=time.time())
 
 
 def get_detector(cell: Cell, splits: DatasetSplits, *, checkpoint_dir: Path,
@@ -71,7 +74,8 @@ def get_detector(cell: Cell, splits: DatasetSplits, *, checkpoint_dir: Path,
         cached = None
     if cached is not None:
         variables, meta = cached
-        return Detector(model, variables, meta["history"], meta["train_seconds"], True)
+        return Detector(model, variables, meta["history"], meta["train_seconds"], True,
+                        trained_at=meta.get("trained_at"))
     initial = None
     if cell.training.option("warm_start_epochs"):  # adversarial fine-tuning
         base = get_detector(warm_start_cell(cell), splits, checkpoint_dir=checkpoint_dir,
@@ -82,6 +86,7 @@ def get_detector(cell: Cell, splits: DatasetSplits, *, checkpoint_dir: Path,
                                   initial_variables=initial)
     save_checkpoint(checkpoint_dir, cell.detector_id, detector.variables,
                     {"history": detector.history, "train_seconds": detector.train_seconds,
+                     "trained_at": detector.trained_at,
                      "dataset": cell.dataset.to_dict(), "model": cell.model.to_dict(),
                      "training": cell.training.to_dict()})
     return detector

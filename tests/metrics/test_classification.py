@@ -68,3 +68,18 @@ def test_shape_mismatch_rejected():
 def test_summary():
     s = summary([0.1, 0.5, 0.3], prefix="tcp")
     assert s == {"tcp_mean": pytest.approx(0.3), "tcp_median": 0.3, "tcp_min": 0.1}
+
+
+def test_roc_curve_points_and_area():
+    """Scores .1 .4 .35 .8 for labels 0 0 1 1: the curve steps through (0, .5), (.5, .5),
+    (.5, 1), (1, 1) and its trapezoid area equals roc_auc (0.75)."""
+    from dfjax.metrics.classification import roc_auc, roc_curve
+
+    y, s = np.array([0, 0, 1, 1]), np.array([0.1, 0.4, 0.35, 0.8])
+    fpr, tpr = roc_curve(y, s)
+    np.testing.assert_allclose(fpr, [0, 0, 0.5, 0.5, 1])
+    np.testing.assert_allclose(tpr, [0, 0.5, 0.5, 1, 1])
+    assert np.trapezoid(tpr, fpr) == pytest.approx(roc_auc(y, s)) == 0.75
+    tied_fpr, tied_tpr = roc_curve(np.array([0, 1]), np.array([0.5, 0.5]))
+    np.testing.assert_allclose(tied_fpr, [0, 1])
+    np.testing.assert_allclose(tied_tpr, [0, 1])

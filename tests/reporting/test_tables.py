@@ -37,10 +37,11 @@ def test_rising_with_eps_compares_budgets_on_the_same_examples_only():
 
 def test_curves_only_for_several_budgets_and_named_by_size_when_sizes_differ(tmp_path):
     written = plot_robustness_curves(ROWS, tmp_path)  # n = 128 has one budget: no curve
-    assert [p.name for p in written] == ["curves_synthetic_faces_cnn7_standard_none.png"]
+    assert [p.name for p in written] == ["curves_synthetic_faces_cnn7_standard_none.png",
+                                         "table1_synthetic_faces_cnn7_standard_none.png"]
     two_sizes = ROWS + [_row(16, 0.05, 128)]
     written = plot_robustness_curves(two_sizes, tmp_path)
-    assert sorted(p.name for p in written) == [
+    assert sorted(p.name for p in written if p.name.startswith("curves_")) == [
         "curves_synthetic_faces_cnn7_standard_none_n128.png",
         "curves_synthetic_faces_cnn7_standard_none_n256.png"]
 

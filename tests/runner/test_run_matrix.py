@@ -1,9 +1,11 @@
 """End to end on the smoke matrix: every cell stored, resume after a kill, failures stored."""
 
 import dataclasses
+import json
 
 import pytest
 
+from dfjax.config import DATA_VERSIONS
 from dfjax.configs import get_config
 from dfjax.runner import expand, run_matrix
 from dfjax.store import Store
@@ -36,6 +38,33 @@ def test_smoke_matrix_stores_every_cell(tmp_path, dirs):
         # a second run skips everything
         again = run_matrix(config, store, progress=False, **dirs)
         assert again.skipped == len(rows) and again.done == 0
+
+
+def test_rows_carry_provenance_and_per_example_data(tmp_path, dirs):
+    """Each stored cell names its dataset version and whether its detector was trained in
+    this run or loaded from the cache (and when it was trained); it keeps one per-example
+    record per evaluated example, indexed into the test split, and a gallery for eps > 0."""
+    config = get_config("smoke")
+    cells = expand(config, {"attack": ["pgd"]})
+    sources = []
+    for name in ("first", "second"):  # the second run finds the detector in the cache
+        with Store(tmp_path / f"{name}.sqlite") as store:
+            run_matrix(config, store, only={"attack": ["pgd"]}, progress=False, **dirs)
+            rows = store.rows()
+            assert len(rows) == len(cells)
+            for row in rows:
+                env = json.loads(row["env_json"])
+                assert env["dataset_version"] == DATA_VERSIONS["synthetic_faces"]
+                assert env["detector_trained_at"].endswith("+00:00")
+                sources.append(env["detector_source"])
+                examples = store.examples(row["cell_id"])
+                assert len(examples["index"]) == row["n_examples"]
+                assert len(set(examples["index"].tolist())) == row["n_examples"]
+                correct = (examples["p_fake_adv"] > 0.5) == (examples["label"] == 1)
+                assert correct.mean() == pytest.approx(row["robust_accuracy"])
+                assert len(store.gallery(row["cell_id"])) == (4 if row["eps"] > 0 else 0)
+    # the shared cache may already hold the detector from another test: then both "cache"
+    assert sources[-1] == "cache" and set(sources) <= {"trained", "cache"}
 
 
 def test_killed_run_resumes_without_losing_or_duplicating(tmp_path, dirs, monkeypatch):
