@@ -69,6 +69,19 @@ CREATE TABLE IF NOT EXISTS gallery (
 );
 """
 
+# the columns each table must have (a same-named table of another schema is refused)
+_COLUMNS = {
+    "cells": {"cell_id", "status", "dataset", "model", "training", "defence", "attack",
+              "norm", "eps", "delta", "seed", "n_examples", "detector_id", "spec_json",
+              "error", "wall_time", "compile_time", "images_per_second", "extra_json",
+              "env_json", "schema_version", "created_at"},
+    "metrics": {"cell_id", "name", "value"},
+    "detectors": {"detector_id", "spec_json", "history_json", "train_seconds", "created_at"},
+    "examples": {"cell_id", "idx", "label", "p_fake_clean", "p_fake_adv"},
+    "gallery": {"cell_id", "rank", "idx", "label", "p_fake_clean", "p_fake_adv", "clean_png",
+                "adv_png", "perturbation_png"},
+}
+
 EXAMPLE_KEYS = ("index", "label", "p_fake_clean", "p_fake_adv")
 GALLERY_KEYS = ("index", "label", "p_fake_clean", "p_fake_adv", "clean_png", "adv_png",
                 "perturbation_png")
@@ -98,6 +111,12 @@ def _open(path: Path) -> sqlite3.Connection:
                              f"store (tables: {', '.join(sorted(tables))})")
         db.execute("PRAGMA foreign_keys = ON")
         db.executescript(_SCHEMA)
+        for table, columns in _COLUMNS.items():
+            found = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
+            if not columns <= found:
+                db.close()
+                raise StoreError(f"results store {path}: table {table} lacks columns "
+                                 f"{', '.join(sorted(columns - found))} (another schema)")
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         problems = db.execute("PRAGMA quick_check").fetchone()[0]
     except sqlite3.DatabaseError as e:  # "file is not a database", "malformed", ...
