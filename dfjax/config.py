@@ -68,6 +68,10 @@ class _Spec:
 # checkpoints and store rows made by an older generator are never reused for it.
 DATA_VERSIONS: dict[str, str] = {
     "synthetic_faces": "1.1.0",  # 1.1.0: swaps carry an exposure jump (`swap_exposure`)
+    # 1.1.0: label-file paths cannot leave the dataset folder; duplicate, conflicting and
+    # cross-split rows, oversized and non-image files are skipped and named
+    "real_vs_fake_140k": "1.1.0", "dfdc": "1.1.0", "covid19_xray": "1.1.0",
+    "image_folder": "1.1.0",
 }
 
 

@@ -15,6 +15,45 @@ from pathlib import Path
 from dfjax.config import DatasetSpec
 from dfjax.data._tfds import ArrayBuilder
 
+MAX_LABEL_FILE_BYTES = 256 << 20  # a label CSV or metadata.json larger than this is refused
+
+
+class DataFileError(ValueError):
+    """A label file of a user's download (a CSV, a metadata.json) cannot be used at all.
+
+    `path` names the file, `problem` says what is wrong with it; the message holds both.
+    """
+
+    def __init__(self, path: Path, problem: str):
+        self.path = Path(path)
+        self.problem = problem
+        super().__init__(f"{path}: {problem}")
+
+
+def read_label_text(path: Path) -> str:
+    """A label file's text: UTF-8 (a byte-order mark is dropped); bytes that are not UTF-8
+    become lone surrogates (`surrogateescape`), for the caller to skip the rows holding
+    them. Raises DataFileError for a file that is not a regular file, is larger than
+    MAX_LABEL_FILE_BYTES, or cannot be read."""
+    path = Path(path)
+    try:
+        if not path.is_file():
+            raise DataFileError(path, "is not a regular file")
+        size = path.stat().st_size
+        if size > MAX_LABEL_FILE_BYTES:
+            raise DataFileError(path, f"is {size} bytes, over the {MAX_LABEL_FILE_BYTES}-byte "
+                                      "limit for a label file")
+        data = path.read_bytes()
+    except OSError as e:
+        raise DataFileError(path, f"cannot be read ({e.strerror or e})") from None
+    return data.decode("utf-8", "surrogateescape").removeprefix("\ufeff")
+
+
+def has_undecodable_bytes(text: str) -> bool:
+    """True if `text` holds a byte that was not UTF-8 (a lone surrogate from
+    `read_label_text`)."""
+    return any("\udc80" <= ch <= "\udcff" for ch in text)
+
 
 def missing_data_error(name: str, *, reason: str, homepage: str, layout: str,
                        manual_dir: Path | None) -> FileNotFoundError:

@@ -12,7 +12,8 @@ Pneumonia images are left out (counted in the report). `classes=3`: 0 = Normal,
 3-class set is for users' own code. Grayscale X-rays are replicated to 3 channels.
 The given test split is kept; validation is 20% of each train class, the files with
 the smallest seeded hash of their name (deterministic). `spec.num_examples` caps the
-total, 60/20/20 per split, taken in the same hash order.
+total, 60/20/20 per split, taken in the same hash order. A symlinked image leading
+outside its class folder is skipped and counted ("outside_root"), never read.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ class Covid19XrayBuilder(ManualBuilder, skip_registration=True):
         items = []
         for name in ALL_CLASSES:
             folder = self.data_root / part / name
-            files = list_images(folder)
+            files = list_images(folder, skips)
             if not files:
                 skips.skip("empty_class_folder", folder)
             if name not in labels:

@@ -20,22 +20,29 @@ splits, those are kept (a cluster takes its original's split) and validation is 
 20% of train clusters with the smallest hash. (Kaggle's training parts say "train"
 throughout, so they are cut 60/20/20.) `spec.num_examples` caps the frames: each
 split takes at most its share / frames_per_video videos, alternating real and fake.
+
+Bad inputs are skipped and counted by name in the preparation report, never read
+past: a metadata.json that is not a JSON object, an entry with a bad label or type,
+a name leading outside its metadata.json's folder (absolute, `..`, a symlink), a
+missing or duplicate video (`read_metadata`); a file that is not a video container,
+does not decode, or declares too many frames or pixels (`dfjax.data.video`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from dfjax.data._images import SkipLog, stable_id, stable_unit
-from dfjax.data._manual import ManualBuilder
+from dfjax.data._images import SkipLog, contained_path, stable_id, stable_unit
+from dfjax.data._manual import DataFileError, ManualBuilder, has_undecodable_bytes, read_label_text
 from dfjax.data.base import SPLITS
 from dfjax.data.faces import DEFAULT_MARGIN, FaceDetector
-from dfjax.data.video import VideoDecodeError, video_face_crops
+from dfjax.data.video import VideoDecodeError, VideoTooLargeError, video_face_crops
 
 DEFAULT_FRAMES_PER_VIDEO = 32
 SPLIT_FRACTIONS = {"train": 0.6, "validation": 0.2, "test": 0.2}
@@ -61,34 +68,79 @@ class VideoEntry:
     meta_split: str
 
 
+def _load_metadata(meta_path: Path) -> dict:
+    """A metadata.json's object; raises DataFileError naming the file and the problem."""
+    text = read_label_text(meta_path)
+    try:
+        meta = json.loads(text)
+    except (ValueError, RecursionError) as e:  # JSONDecodeError is a ValueError
+        raise DataFileError(meta_path, f"is not valid JSON ({type(e).__name__}: "
+                                       f"{str(e)[:200]})") from None
+    if not isinstance(meta, dict):
+        raise DataFileError(meta_path, f"must be a JSON object mapping video file names to "
+                                       f"objects, not a {type(meta).__name__}")
+    return meta
+
+
+def _entry_fields(info: object) -> tuple[int, str | None, str] | str:
+    """(label, original or None, split) of one metadata value, or the skip reason."""
+    if not isinstance(info, dict):
+        return "bad_entry"
+    label = info.get("label")
+    label = LABELS.get(label.upper()) if isinstance(label, str) else None
+    if label is None:
+        return "bad_label"
+    original, split = info.get("original"), info.get("split", "train")
+    if (original is not None and not isinstance(original, str)) or not isinstance(split, str):
+        return "bad_entry"
+    return label, (original or None) if label == 1 else None, split.lower()
+
+
 def read_metadata(root: Path, skips: SkipLog) -> list[VideoEntry]:
     """Every video named by a metadata.json under `root` whose file exists.
 
-    Raises ValueError for a metadata.json that is not a JSON object of objects.
+    A metadata.json that cannot be used (not UTF-8 JSON, not an object, unreadable) is
+    skipped whole and logged as "bad_metadata" with the problem. An entry is skipped and
+    logged by its path for: a value that is not an object, or an `original`/`split` that
+    is not a string ("bad_entry"), a label other than REAL/FAKE ("bad_label"), a name with
+    bytes that are not UTF-8 ("bad_encoding"), a name that is absolute or resolves
+    (through `..` or a symlink) outside its metadata.json's folder ("outside_root",
+    "bad_path"; never read), a file listed before ("duplicate_entry"), a missing file
+    ("missing_video").
     """
-    entries = []
+    entries, seen = [], set()
     for meta_path in sorted(root.rglob("metadata.json")):
         try:
-            meta = json.loads(meta_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ValueError(f"{meta_path} is not valid JSON: {e}") from None
-        if not isinstance(meta, dict) or not all(isinstance(v, dict) for v in meta.values()):
-            raise ValueError(f"{meta_path} must map video file names to objects with "
-                             f"'label', 'split' and 'original'")
+            meta = _load_metadata(meta_path)
+        except DataFileError as e:
+            skips.skip("bad_metadata", f"{meta_path.relative_to(root)}: {e.problem}")
+            continue
         folder = meta_path.parent
+        folder_rel = folder.relative_to(root)
         for name, info in sorted(meta.items()):
-            relpath = str((folder / name).relative_to(root))
-            label = LABELS.get(str(info.get("label", "")).upper())
-            if label is None:
-                skips.skip("bad_label", relpath)
+            shown = os.path.join(folder_rel, name)
+            if has_undecodable_bytes(name):
+                skips.skip("bad_encoding", repr(shown))
                 continue
-            if not (folder / name).is_file():
+            resolved, reason = contained_path(folder, name)
+            if resolved is None:
+                skips.skip(reason, repr(shown))
+                continue
+            relpath = str(folder_rel / resolved.relative_to(folder.resolve()))
+            fields = _entry_fields(info)
+            if isinstance(fields, str):
+                skips.skip(fields, relpath)
+                continue
+            if relpath in seen:
+                skips.skip("duplicate_entry", relpath)
+                continue
+            if not resolved.is_file():
                 skips.skip("missing_video", relpath)
                 continue
-            original = info.get("original") if label == 1 else None
-            cluster = str((folder / original).relative_to(root)) if original else relpath
-            entries.append(VideoEntry(relpath, folder / name, label, cluster,
-                                      str(info.get("split", "train")).lower()))
+            seen.add(relpath)
+            label, original, meta_split = fields
+            cluster = os.path.normpath(os.path.join(folder_rel, original)) if original else relpath
+            entries.append(VideoEntry(relpath, root / relpath, label, cluster, meta_split))
     return entries
 
 
@@ -165,6 +217,9 @@ class DfdcBuilder(ManualBuilder, skip_registration=True):
         self.skips = SkipLog()
         entries = read_metadata(self.manual_path, self.skips)
         if not entries:
+            bad = self.skips.as_dict().get("bad_metadata")
+            if bad:
+                raise DataFileError(self.manual_path, f"no usable metadata.json: {bad['files']}")
             raise self.missing("no video named in a metadata.json exists")
         self.splits = assign_splits(entries, seed=self.spec.seed)
         self.detector = FaceDetector(detect_size=int(self.options["detect_size"]))
@@ -185,9 +240,16 @@ class DfdcBuilder(ManualBuilder, skip_registration=True):
                 faces = video_face_crops(entry.path, frames_per_video=self.frames_per_video,
                                          image_size=self.spec.image_size,
                                          detector=self.detector, margin=margin)
+            except VideoTooLargeError:
+                skips.skip("too_large_video", entry.relpath)
+                continue
             except VideoDecodeError:
                 skips.skip("undecodable_video", entry.relpath)
                 continue
+            if faces.undecoded_frames:
+                skips.skip("frames_not_decoded",
+                           f"{entry.relpath} frames {faces.undecoded_frames}",
+                           count=len(faces.undecoded_frames))
             counts["sampled_frames"] += len(faces.crops) + len(faces.missed_frames)
             sampled_by_label["fake" if entry.label else "real"] += (
                 len(faces.crops) + len(faces.missed_frames))

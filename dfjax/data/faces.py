@@ -87,7 +87,8 @@ class FaceDetector:
         h, w = gray.shape
         scale = min(1.0, self.detect_size / max(h, w))
         small = gray if scale == 1.0 else cv2.resize(
-            gray, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+            gray, (max(1, round(w * scale)), max(1, round(h * scale))),
+            interpolation=cv2.INTER_AREA)
         min_side = max(20, int(self.min_face_fraction * min(small.shape)))
         face = _largest(np.asarray(self.classifier.detectMultiScale(
             small, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
@@ -157,6 +158,7 @@ def crop_face(image: np.ndarray, box: Box, *, size: int, margin: float = DEFAULT
     half = box.side * margin / 2
     x0, y0 = int(round(cx - half)), int(round(cy - half))
     x1, y1 = int(round(cx + half)), int(round(cy + half))
+    x1, y1 = max(x1, x0 + 1), max(y1, y0 + 1)  # at least one pixel, even for a 0-side box
     pad = max(0, -x0, -y0, x1 - w, y1 - h)
     if pad:
         image = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)

@@ -4,6 +4,8 @@
 label 1; options `real` and `fake` name other folders (a comma-separated list each,
 e.g. `real=pristine,original`). Option `face_crop=True` crops the largest
 Haar-cascade face (1.3x margin) from each image and skips images without one.
+A symlinked class folder is followed; a symlinked image leading outside its folder is
+skipped and counted ("outside_root"), never read.
 Splits: per class, files ordered by a seeded hash of their name, cut 60/20/20.
 `spec.num_examples` caps each split's share, half real and half fake.
 """
@@ -46,6 +48,10 @@ class ImageFolderBuilder(ManualBuilder, skip_registration=True):
     def class_folders(self) -> dict[str, int]:
         real = _names(self.options["real"])
         fake = _names(self.options["fake"])
+        for name in real + fake:
+            if name in (".", "..") or "/" in name or "\\" in name or "\x00" in name:
+                raise ValueError(f"image_folder: class folder {name!r} must be the name of a "
+                                 "folder directly in the manual dir")
         if set(real) & set(fake):
             raise ValueError(f"image_folder: folders {set(real) & set(fake)} are both real "
                              "and fake")
@@ -68,7 +74,7 @@ class ImageFolderBuilder(ManualBuilder, skip_registration=True):
         seed = self.spec.seed
         by_label: dict[int, list[Path]] = {0: [], 1: []}
         for name, label in self.class_folders().items():
-            files = list_images(self.manual_path / name)
+            files = list_images(self.manual_path / name, skips)
             if not files and (self.manual_path / name).is_dir():
                 skips.skip("empty_class_folder", self.manual_path / name)
             files.sort(key=lambda p: (stable_unit(p.name, seed), p.name))

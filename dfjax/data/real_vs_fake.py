@@ -16,20 +16,31 @@ from its folders. The given split is kept (train/valid/test -> train/validation/
 100k/20k/20k). `spec.num_examples` caps the total: each split takes 60/20/20 of it,
 half real and half fake, in a seeded-hash order of the paths (deterministic);
 unreadable files are skipped and replaced by the next file of the same class.
+A CSV row naming a path outside `real_vs_fake/real-vs-fake/` (absolute, `..`, or a
+symlink leading out) is skipped and never read; so are duplicate rows, and an image
+listed in two splits is dropped from both (see `read_split_csv`).
 Each image is its own group (a stable hash of its path).
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from dfjax.data._images import SkipLog, list_images, read_examples, stable_id, stable_unit
-from dfjax.data._manual import ManualBuilder
+from dfjax.data._images import (
+    SkipLog,
+    contained_path,
+    list_images,
+    read_examples,
+    stable_id,
+    stable_unit,
+)
+from dfjax.data._manual import DataFileError, ManualBuilder, has_undecodable_bytes, read_label_text
 
 IMAGE_ROOT = Path("real_vs_fake") / "real-vs-fake"
 SPLIT_FOLDERS = {"train": "train", "validation": "valid", "test": "test"}
@@ -44,36 +55,82 @@ LAYOUT = """\
 
 
 def kaggle_label_to_dfjax(label: int | str) -> int:
-    """The Kaggle CSV's label (1 = real, 0 = fake) -> dfjax's (0 = real, 1 = fake)."""
-    value = int(float(label))
-    if value not in (0, 1):
+    """The Kaggle CSV's label (1 = real, 0 = fake) -> dfjax's (0 = real, 1 = fake).
+
+    Raises ValueError for anything but 0 or 1 ("1", "1.0" and 1 are the same label).
+    """
+    try:
+        value = float(label)
+    except (TypeError, ValueError):
+        raise ValueError(f"label must be 0 or 1, got {label!r}") from None
+    if value not in (0.0, 1.0):
         raise ValueError(f"label must be 0 or 1, got {label!r}")
-    return 1 - value
+    return 1 - int(value)
 
 
 def read_split_csv(csv_path: Path, image_root: Path, skips: SkipLog
                    ) -> list[tuple[Path, int]]:
-    """(path, dfjax label) per row; a row with a bad or conflicting label is skipped."""
-    items = []
-    with open(csv_path, newline="") as f:
-        reader = csv.DictReader(f)
-        missing = {"label", "path"} - set(reader.fieldnames or ())
-        if missing:
-            raise ValueError(f"{csv_path} lacks the column(s) {sorted(missing)}; its header is "
-                             f"{reader.fieldnames}")
-        for row in reader:
-            where = f"{csv_path.name}:{reader.line_num}"
-            try:
-                label = kaggle_label_to_dfjax(row["label"])
-            except (TypeError, ValueError):
-                skips.skip("bad_label", where)
-                continue
-            text = (row.get("label_str") or "").strip().lower()
-            if text and text != ("fake" if label else "real"):
-                skips.skip("label_conflict", where)
-                continue
-            items.append((image_root / row["path"], label))
-    return items
+    """(image_root / path, dfjax label) per usable row, in file order.
+
+    A row is skipped and logged (as "file.csv:LINE") for: a label other than 0/1
+    ("bad_label"), a `label_str` that disagrees ("label_conflict"), bytes that are not
+    UTF-8 ("bad_encoding"), an empty path ("bad_path"), a path that is absolute or
+    resolves outside `image_root`, through `..` or a symlink ("outside_root"; never
+    read), or a path listed before ("duplicate_row"; with a different label, every row
+    of that path is dropped as "label_conflict"). Raises DataFileError for a file that
+    is not a readable CSV with the columns `label` and `path`.
+    """
+    reader = csv.DictReader(io.StringIO(read_label_text(csv_path), newline=""))
+    try:
+        header = reader.fieldnames
+    except csv.Error as e:
+        raise DataFileError(csv_path, f"is not a readable CSV ({e})") from None
+    missing = {"label", "path"} - set(header or ())
+    if missing:
+        raise DataFileError(csv_path, f"lacks the column(s) {sorted(missing)}; its header is "
+                                      f"{header}")
+    base = image_root.resolve()
+    first: dict[Path, tuple[int, str]] = {}  # relative path -> (label, where first listed)
+    conflicting: set[Path] = set()
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as e:
+            raise DataFileError(csv_path, f"line {reader.line_num} is not valid CSV ({e})"
+                                ) from None
+        where = f"{csv_path.name}:{reader.line_num}"
+        cells = [row.get(k) for k in ("label", "label_str", "path")]
+        if any(isinstance(c, str) and has_undecodable_bytes(c) for c in cells):
+            skips.skip("bad_encoding", where)
+            continue
+        try:
+            label = kaggle_label_to_dfjax(row["label"])
+        except ValueError:
+            skips.skip("bad_label", where)
+            continue
+        text = row.get("label_str")
+        text = text.strip().lower() if isinstance(text, str) else ""
+        if text and text != ("fake" if label else "real"):
+            skips.skip("label_conflict", where)
+            continue
+        resolved, reason = contained_path(base, row["path"])
+        if resolved is None:
+            skips.skip(reason, f"{where} {row['path']!r}")
+            continue
+        relative = resolved.relative_to(base)
+        if relative in first:
+            same = first[relative][0] == label
+            if not same:
+                conflicting.add(relative)
+            skips.skip("duplicate_row" if same else "label_conflict",
+                       f"{where} (as {first[relative][1]})")
+            continue
+        first[relative] = (label, where)
+    for relative in sorted(conflicting):
+        skips.skip("label_conflict", first.pop(relative)[1])
+    return [(image_root / relative, label) for relative, (label, _) in first.items()]
 
 
 class RealVsFake140kBuilder(ManualBuilder, skip_registration=True):
@@ -96,6 +153,25 @@ class RealVsFake140kBuilder(ManualBuilder, skip_registration=True):
                   and not (self.image_root / folder).is_dir()]
         if absent:
             raise self.missing(f"neither the CSV nor the folder of the split(s) {absent} exists")
+        self.listed = self.list_splits()
+
+    def list_splits(self) -> dict[str, tuple[list[tuple[Path, int]], str, SkipLog]]:
+        """split -> (items, source, skips) for every split; an image listed in two splits
+        is dropped from both (logged as "in_two_splits"), so no image leaks across them."""
+        listed = {}
+        for split in SPLIT_FOLDERS:
+            skips = SkipLog()
+            listed[split] = (*self.items(split, skips), skips)
+        splits_of: dict[Path, set[str]] = {}
+        for split, (items, _, _) in listed.items():
+            for path, _ in items:
+                splits_of.setdefault(path, set()).add(split)
+        shared = {path for path, splits in splits_of.items() if len(splits) > 1}
+        for items, _, skips in listed.values():
+            for path in sorted(p for p, _ in items if p in shared):
+                skips.skip("in_two_splits", path)
+            items[:] = [it for it in items if it[0] not in shared]
+        return listed
 
     def items(self, split: str, skips: SkipLog) -> tuple[list[tuple[Path, int]], str]:
         folder = SPLIT_FOLDERS[split]
@@ -105,15 +181,15 @@ class RealVsFake140kBuilder(ManualBuilder, skip_registration=True):
         items = []
         for name, label in (("real", 0), ("fake", 1)):
             class_dir = self.image_root / folder / name
-            files = list_images(class_dir)
+            files = list_images(class_dir, skips)
             if not files:
                 skips.skip("empty_class_folder", class_dir)
             items += [(p, label) for p in files]
         return items, f"folders {IMAGE_ROOT / folder}"
 
     def generate_split(self, split: str) -> Iterator[dict[str, Any]]:
-        start, skips = time.perf_counter(), SkipLog()
-        items, source = self.items(split, skips)
+        start = time.perf_counter()
+        items, source, skips = self.listed[split]
         seed = self.spec.seed
         items.sort(key=lambda it: (stable_unit(str(it[0].name) + str(it[1]), seed), str(it[0])))
         cap = round(SPLIT_FRACTIONS[split] * self.spec.num_examples)
