@@ -249,6 +249,7 @@ def timings_markdown(rows: list[dict[str, Any]]) -> str:
 
 def write_report(store: Store, out: Path) -> list[Path]:
     """Write every table (and plots) for the store's contents into `out`."""
+    from dfjax.reporting.leaderboard import write_leaderboard
     from dfjax.reporting.plots import plot_robustness_curves
 
     out.mkdir(parents=True, exist_ok=True)
@@ -266,4 +267,5 @@ def write_report(store: Store, out: Path) -> list[Path]:
         (out / name).write_text(text)
     written = [out / "results.csv", out / "results.json", *(out / n for n in files)]
     written += plot_robustness_curves(rows, out)
+    written += write_leaderboard(store, out / "leaderboard")
     return written
