@@ -4,8 +4,9 @@ FLOPs per image come from XLA's own count, `jax.jit(f).lower(x).compile()
 .cost_analysis()["flops"]` of the eval-mode forward pass, divided by the batch
 (XLA counts a multiply-add as 2 FLOPs), of the model's plain layers (`fast=False`
 where a model has fast layers, whose space-to-depth convs execute more FLOPs for the
-same function: the table counts the function's FLOPs, not the implementation's). Times are medians over `runs` calls after a
-warm-up call, per image, on whatever machine runs this.
+same function: the table counts the function's FLOPs, not the implementation's). Times
+are medians over `runs` calls after a warm-up call, per image, on whatever machine runs
+this.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dfjax.losses import cross_entropy
 from dfjax.config import ModelSpec
+from dfjax.losses import cross_entropy
 from dfjax.models import build_model
 from dfjax.xla import jit as dfjax_jit
 

@@ -245,27 +245,3 @@ def timings_markdown(rows: list[dict[str, Any]]) -> str:
                      f"{r['delta']:g} | {_fmt(r['wall_time'], 2)} | {_fmt(r['compile_time'], 2)}"
                      f" | {_fmt(r['images_per_second'], 1)} |")
     return "\n".join(lines) + "\n"
-
-
-def write_report(store: Store, out: Path) -> list[Path]:
-    """Write every table (and plots) for the store's contents into `out`."""
-    from dfjax.reporting.leaderboard import write_leaderboard
-    from dfjax.reporting.plots import plot_robustness_curves
-
-    out.mkdir(parents=True, exist_ok=True)
-    rows = flat_rows(store)
-    write_csv_json(rows, out)
-    files = {
-        "robust_accuracy.md": robust_accuracy_markdown(rows),
-        "table1.md": table1_markdown(rows),
-        "training.md": training_markdown(store),
-        "failures.md": failures_markdown(rows),
-        "sanity.md": sanity_markdown(rows),
-        "timings.md": timings_markdown(rows),
-    }
-    for name, text in files.items():
-        (out / name).write_text(text)
-    written = [out / "results.csv", out / "results.json", *(out / n for n in files)]
-    written += plot_robustness_curves(rows, out)
-    written += write_leaderboard(store, out / "leaderboard")
-    return written

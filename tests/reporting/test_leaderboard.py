@@ -8,7 +8,8 @@ import pytest
 
 from dfjax.config import AttackSpec, Cell, DatasetSpec, DefenceSpec, ModelSpec, TrainSpec
 from dfjax.metrics.examples import png
-from dfjax.reporting.leaderboard import (best_known, group_boards, index_html, load_rows,
+from dfjax.reporting.cell_rows import load_rows
+from dfjax.reporting.leaderboard import (best_known, group_boards, index_html,
                                         worst_case, write_leaderboard)
 from dfjax.reporting.tables import SANITY_FLAGS
 from dfjax.store import Store

@@ -74,7 +74,7 @@ def test_leaderboard_sorts_filters_and_links_in_chromium(driver, tmp_path):
 
     out = tmp_path / "results"
     with build_store(tmp_path / "store.sqlite") as store:
-        from dfjax.reporting.tables import write_report
+        from dfjax.reporting.report import write_report
 
         write_report(store, out)
     index = out / "leaderboard" / "index.html"
