@@ -27,45 +27,126 @@ from flax import serialization, traverse_util
 
 HEAD = "fc"
 
+# What a weights file must start with: .npz and torch >= 1.6 files are zip archives (a
+# legacy torch file is a bare pickle and is refused unread); a flax checkpoint is a
+# msgpack map (fixmap 0x80-0x8f, map16 0xde, map32 0xdf).
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+_MSGPACK_MAP_FIRST_BYTES = frozenset(range(0x80, 0x90)) | {0xDE, 0xDF}
+SUFFIXES = (".npz", ".pth", ".pt", ".msgpack")
+
+
+class StateDictError(ValueError):
+    """A weights file that cannot be used; the message names the file and what is wrong."""
+
+
+def check_weights_file(path: str | Path) -> None:
+    """Raise StateDictError unless `path` is a file whose suffix and first bytes are
+    those of a format this module reads (nothing is parsed: cheap, for validation)."""
+    path = Path(path)
+    if path.suffix not in SUFFIXES:
+        raise StateDictError(f"{path}: expected one of {', '.join(SUFFIXES)}")
+    if not path.is_file():
+        raise StateDictError(f"{path}: no such file")
+    try:
+        with path.open("rb") as f:
+            head = f.read(4)
+    except OSError as e:
+        raise StateDictError(f"{path}: unreadable ({e})") from e
+    if path.suffix == ".msgpack":
+        if not head or head[0] not in _MSGPACK_MAP_FIRST_BYTES:
+            raise StateDictError(f"{path}: not a flax msgpack checkpoint (no msgpack map)")
+    elif not head.startswith(_ZIP_MAGIC):
+        kind = ".npz" if path.suffix == ".npz" else "torch >= 1.6 file"
+        raise StateDictError(f"{path}: not a zip archive, so not a {kind}; refused unread "
+                             "(a legacy torch pickle is never unpickled)")
+
+
+def _checked_array(path: Path, name: Any, value: Any) -> np.ndarray:
+    """`value` as an array if `name` is a string and it holds finite numbers."""
+    if not isinstance(name, str):
+        raise StateDictError(f"{path}: array name {name!r} is not a string")
+    array = np.asarray(value) if isinstance(value, (np.ndarray, int, float)) else None
+    if array is None or array.dtype.kind not in "biuf":
+        kind = array.dtype if array is not None else type(value).__name__
+        raise StateDictError(f"{path}: {name!r} holds {kind}, not numbers")
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise StateDictError(f"{path}: {name!r} holds NaN or infinite values")
+    return array
+
+
+def _checked_arrays(path: Path, state: Mapping[Any, Any]) -> dict[str, np.ndarray]:
+    """name -> array, each name a string and each array numeric and finite."""
+    return {name: _checked_array(path, name, value) for name, value in state.items()}
+
 
 def read_state_dict(path: str | Path) -> dict[str, np.ndarray]:
-    """name -> float32 array from a torch `.pth`/`.pt` (needs torch) or an `.npz`."""
+    """name -> numeric array from an `.npz` or a torch `.pth`/`.pt` (needs torch).
+
+    The file's format is checked before it is parsed; a `.pth` is read by torch's
+    weights-only unpickler, which builds tensors and refuses every other object.
+    Raises StateDictError naming the file for anything that is not such a state dict.
+    """
     path = Path(path)
+    if path.suffix == ".msgpack":
+        raise StateDictError(f"{path}: a flax checkpoint; read it with read_flax_checkpoint")
+    check_weights_file(path)
     if path.suffix == ".npz":
-        with np.load(path) as data:
-            return {k: np.asarray(data[k]) for k in data.files}
-    if path.suffix in (".pth", ".pt"):
         try:
-            import torch
-        except ImportError as e:
-            raise ImportError(f"{path}: reading .pth needs torch; or export it to .npz") from e
+            with np.load(path, allow_pickle=False) as data:
+                state = {name: data[name] for name in data.files}
+        except Exception as e:  # zipfile, zlib, numpy's format checks: each its own type
+            raise StateDictError(f"{path}: not a readable .npz ({type(e).__name__}: {e})") from e
+        return _checked_arrays(path, state)
+    try:
+        import torch
+    except ImportError as e:
+        raise ImportError(f"{path}: reading .pth needs torch; or export it to .npz") from e
+    try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-        return {k: v.detach().cpu().numpy() for k, v in state.items()}
-    raise ValueError(f"{path}: expected .npz, .pth or .pt")
+    except Exception as e:  # the weights-only unpickler refuses code; zip/format errors
+        raise StateDictError(f"{path}: torch cannot read it as weights ({e})") from e
+    if not isinstance(state, Mapping):
+        raise StateDictError(f"{path}: holds a {type(state).__name__}, not a state dict")
+    tensors = {}
+    for name, value in state.items():
+        if not isinstance(value, torch.Tensor):
+            raise StateDictError(f"{path}: {name!r} is a {type(value).__name__}, not a "
+                                 "tensor (a training checkpoint? save its state_dict)")
+        value = value.detach().cpu()
+        tensors[name] = (value.float() if value.is_floating_point() else value).numpy()
+    return _checked_arrays(path, tensors)
 
 
-def _flax_path(name: str) -> tuple[str, tuple[str, ...], str] | None:
-    """torchvision name -> (collection, flax module path, leaf transform), None to skip."""
-    parts = name.split(".")
-    if parts[-1] == "num_batches_tracked":
+# torchvision ResNet names: stem modules, or layer{i}.{j}.<conv|bn|downsample.{0,1}>.
+_TORCHVISION_NAME = re.compile(
+    r"(?:(?P<stem>conv1|bn1|fc)|layer(?P<stage>\d+)\.(?P<block>\d+)\."
+    r"(?P<sub>conv\d+|bn\d+|downsample\.[01]))"
+    r"\.(?P<leaf>weight|bias|running_mean|running_var|num_batches_tracked)")
+_BATCH_NORM_LEAVES = {"weight": ("params", "scale"), "bias": ("params", "bias"),
+                      "running_mean": ("batch_stats", "mean"),
+                      "running_var": ("batch_stats", "var")}
+
+
+def _flax_path(name: str) -> tuple[str, tuple[str, ...]] | None:
+    """torchvision name -> (collection, flax module path + leaf); None for a name that is
+    not a torchvision ResNet array (skipped, so `load_pretrained` reports it unloaded)."""
+    m = _TORCHVISION_NAME.fullmatch(name)
+    if m is None or m["leaf"] == "num_batches_tracked":
         return None
-    leaf = parts[-1]
-    modules = parts[:-1]
-    m = re.fullmatch(r"layer(\d+)", modules[0]) if modules else None
-    if m:  # layer{i}.{j}.<sub> -> layer{i}_{j}/<sub>
-        sub = modules[2:]
-        if sub[:1] == ["downsample"]:
-            sub = ["downsample_conv" if sub[1] == "0" else "downsample_bn"]
-        modules = [f"{modules[0]}_{modules[1]}", *sub]
-    is_bn = modules[-1].startswith("bn") or modules[-1] == "downsample_bn"
-    if is_bn:
-        collection, flax_leaf = {
-            "weight": ("params", "scale"), "bias": ("params", "bias"),
-            "running_mean": ("batch_stats", "mean"), "running_var": ("batch_stats", "var"),
-        }[leaf]
+    if m["stem"]:
+        modules: tuple[str, ...] = (m["stem"],)
+    else:  # layer{i}.{j}.<sub> -> layer{i}_{j}/<sub>
+        sub = m["sub"]
+        if sub.startswith("downsample"):
+            sub = "downsample_conv" if sub.endswith("0") else "downsample_bn"
+        modules = (f"layer{m['stage']}_{m['block']}", sub)
+    if modules[-1].startswith("bn") or modules[-1] == "downsample_bn":
+        collection, flax_leaf = _BATCH_NORM_LEAVES[m["leaf"]]
+    elif m["leaf"] in ("weight", "bias"):
+        collection, flax_leaf = "params", {"weight": "kernel", "bias": "bias"}[m["leaf"]]
     else:
-        collection, flax_leaf = "params", {"weight": "kernel", "bias": "bias"}[leaf]
-    return collection, (*modules, flax_leaf), "conv" if flax_leaf == "kernel" else "copy"
+        return None
+    return collection, (*modules, flax_leaf)
 
 
 def _to_flax_layout(value: np.ndarray) -> np.ndarray:
@@ -85,14 +166,28 @@ def convert_torchvision_resnet(state_dict: Mapping[str, np.ndarray]) -> dict[str
         target = _flax_path(name)
         if target is None:
             continue
-        collection, path, _ = target
+        collection, path = target
         flat[(collection, *path)] = np.asarray(_to_flax_layout(np.asarray(value)), np.float32)
     return traverse_util.unflatten_dict(flat)
 
 
 def read_flax_checkpoint(path: str | Path) -> dict[str, Any]:
-    """A msgpack file of `flax.serialization.to_bytes(variables)` -> nested state dict."""
-    return serialization.msgpack_restore(Path(path).read_bytes())
+    """A msgpack file of `flax.serialization.to_bytes(variables)` -> nested state dict of
+    numeric arrays. msgpack holds data only; StateDictError naming the file otherwise."""
+    path = Path(path)
+    check_weights_file(path)
+    try:
+        tree = serialization.msgpack_restore(path.read_bytes())
+    except Exception as e:  # msgpack's and flax's format errors: each its own type
+        raise StateDictError(f"{path}: not a flax msgpack checkpoint ({e})") from e
+    if not isinstance(tree, dict):
+        raise StateDictError(f"{path}: holds a {type(tree).__name__}, not a state dict")
+    flat = {}
+    for keys, value in traverse_util.flatten_dict(tree).items():
+        if not all(isinstance(key, str) for key in keys):
+            raise StateDictError(f"{path}: array name {keys!r} is not made of strings")
+        flat[keys] = _checked_array(path, "/".join(keys), value)
+    return traverse_util.unflatten_dict(flat)
 
 
 def transplant(source: Mapping[str, Any], target: Mapping[str, Any], *,
@@ -124,8 +219,9 @@ def load_pretrained(path: str | Path, target: Mapping[str, Any], *,
     """Fine-tuning start: `target` (a freshly initialised model's variables) with its
     body replaced from `path` (.npz/.pth in torchvision naming, or .msgpack flax).
 
-    Raises ValueError if less than `min_fraction` of target's leaves were loaded (a
-    wrong file for this architecture must not silently become a random init).
+    Raises StateDictError (a ValueError) naming the file if it is not a readable weights
+    file, or if less than `min_fraction` of target's leaves were loaded (a wrong file for
+    this architecture must not silently become a random init).
     """
     path = Path(path)
     if path.suffix == ".msgpack":
@@ -135,6 +231,6 @@ def load_pretrained(path: str | Path, target: Mapping[str, Any], *,
     variables, report = transplant(source, target)
     total = len(report["loaded"]) + len(report["kept"])
     if len(report["loaded"]) < min_fraction * total:
-        raise ValueError(f"{path}: only {len(report['loaded'])} of {total} arrays match the "
+        raise StateDictError(f"{path}: only {len(report['loaded'])} of {total} arrays match the "
                          f"model (e.g. kept {report['kept'][:3]}); wrong architecture?")
     return jax.tree.map(jax.numpy.asarray, variables)

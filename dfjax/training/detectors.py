@@ -74,8 +74,11 @@ def get_detector(cell: Cell, splits: DatasetSplits, *, checkpoint_dir: Path,
         cached = None
     if cached is not None:
         variables, meta = cached
-        return Detector(model, variables, meta["history"], meta["train_seconds"], True,
-                        trained_at=meta.get("trained_at"))
+        if isinstance(meta.get("history"), list) and isinstance(meta.get("train_seconds"),
+                                                                (int, float)):
+            return Detector(model, variables, meta["history"], meta["train_seconds"], True,
+                            trained_at=meta.get("trained_at"))
+        log(f"checkpoint {cell.detector_id} lacks its training history, retraining")
     initial = None
     if cell.training.option("warm_start_epochs"):  # adversarial fine-tuning
         base = get_detector(warm_start_cell(cell), splits, checkpoint_dir=checkpoint_dir,

@@ -35,3 +35,25 @@ def test_corrupt_checkpoint_is_retrained(tmp_path):
                     np.asarray(retrained.variables["params"]["Conv_0"]["kernel"]).ravel()):
         assert a == b
     assert get_detector(cell, splits, checkpoint_dir=tmp_path, log=logs.append).from_cache
+
+
+def test_checkpoint_metadata_without_history_is_retrained_not_a_crash(tmp_path, monkeypatch):
+    """Metadata whose hash matches but which lacks history/train_seconds (hand-edited, or
+    another tool's) costs a retrain, logged, not a KeyError in every cell."""
+    from dfjax.training import detectors
+
+    monkeypatch.setattr(detectors, "load_checkpoint",
+                        lambda *a: ({"params": {}}, {"sha256": "0" * 64}))
+    trained = []
+    monkeypatch.setattr(detectors, "train_new_detector",
+                        lambda *a, **k: trained.append(1) or detectors.Detector(
+                            None, {}, [], 0.0, False))
+    monkeypatch.setattr(detectors, "save_checkpoint", lambda *a, **k: None)
+    monkeypatch.setattr(detectors, "create_variables", lambda *a: {})
+    logged = []
+    splits = DatasetSplits(_split(8, 0), _split(8, 1), _split(8, 2))
+    cell = Cell(dataset=DatasetSpec(name="toy"), model=ModelSpec(name="cnn7_tiny"),
+                training=TrainSpec(epochs=1, batch_size=8), defence=DefenceSpec(),
+                attack=AttackSpec(name="noise"), n_eval=8, seed=0)
+    detectors.get_detector(cell, splits, checkpoint_dir=tmp_path, log=logged.append)
+    assert trained == [1] and "lacks its training history" in logged[0]
