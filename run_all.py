@@ -43,5 +43,6 @@ if __name__ == "__main__":
         args.store.unlink()
     code = dfjax(["run", "--config", args.config, "--store", str(args.store)])
     dfjax(["report", "--store", str(args.store), "--out", str(args.out)])
+    dfjax(["report", "--history", "--out", str(args.out)])  # leaderboard/history.html
     write_model_table(args.config, args.out)
     sys.exit(code)

@@ -26,6 +26,7 @@ examples:
   dfjax data prepare real_vs_fake_140k --manual-dir ~/kaggle/140k --image-size 64
   dfjax list registries
   dfjax bench compare results/bench/base.json results/bench/latest.json
+  dfjax compare runs/base.sqlite runs/new.sqlite --out compare.md
 
 environment (read by dfjax.settings; a command-line option wins over it):
   DFJAX_DATA_DIR        prepared datasets (default ~/.cache/dfjax/data)
@@ -34,21 +35,12 @@ environment (read by dfjax.settings; a command-line option wins over it):
 """
 
 
-def _parse_only(items: list[str]) -> dict[str, list[str]]:
-    only: dict[str, list[str]] = {}
-    for item in items:
-        if "=" not in item:
-            raise SystemExit(f"--only expects AXIS=V1,V2, got {item!r}")
-        axis, values = item.split("=", 1)
-        only.setdefault(axis, []).extend(v for v in values.split(",") if v)
-    return only
-
-
 def cmd_run(args) -> int:
     from dfjax import settings
     from dfjax.configs import get_config
     from dfjax.data._tfds import show_progress_bars
-    from dfjax.runner import ConfigError, apply_overrides, expand, run_matrix
+    from dfjax.runner import ConfigError, expand, run_matrix
+    from dfjax.runner.expand import override, parse_only
     from dfjax.store import Store
     from dfjax.xla import use_cpu_cores
 
@@ -56,8 +48,8 @@ def cmd_run(args) -> int:
     try:
         # One JAX CPU device per core (or $DFJAX_CPU_DEVICES), to split attack batches.
         use_cpu_cores(settings.cpu_device_count())
-        config = apply_overrides(get_config(args.config), args.set)
-        only = _parse_only(args.only)
+        config = override(get_config(args.config), args.set)  # names a bad --set item
+        only = parse_only(args.only)
         cells = expand(config, only)  # validates before anything runs
     except (ConfigError, ValueError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -76,13 +68,24 @@ def cmd_run(args) -> int:
           f"{s['attacks']:.1f} s, total {total:.1f} s")
     for cell_id, error in summary.failures:
         print(f"  failed {cell_id}: {error}")
-    return 1 if summary.failed else 0
+    for label, count, _ in summary.unavailable:  # the full message was logged before the run
+        print(f"  not run: {count} cells of {label}: data not prepared (how to prepare it: "
+              "above)")
+    if summary.failed:
+        return 1
+    # Only cells without data left: exit 0 if the rest of the matrix is stored, else 2.
+    return 2 if summary.unavailable and not summary.done + summary.skipped else 0
 
 
 def cmd_report(args) -> int:
     from dfjax.reporting import write_report
     from dfjax.store import Store
 
+    if args.history:  # no store needed: the page reads OUT's git history and OUT/bench/
+        from dfjax.reporting.history import write_history
+
+        print(write_history(Path(args.out)))
+        return 0
     if not Path(args.store).exists():
         print(f"error: no results store at {args.store}; run `dfjax run` first", file=sys.stderr)
         return 2
@@ -105,7 +108,7 @@ def _dataset_spec(args):
         key, raw = item.split("=", 1)
         try:
             options[key] = ast.literal_eval(raw)
-        except (ValueError, SyntaxError):
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
             options[key] = raw
     spec = DatasetSpec(name=args.name, options=options)
     if args.image_size is not None:
@@ -190,6 +193,24 @@ def cmd_list(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    from dfjax.reporting.compare import (CompareInputError, compare_runs, comparison_markdown,
+                                         load_run, parse_track)
+
+    try:
+        comparison = compare_runs(load_run(args.base), load_run(args.new), alpha=args.alpha,
+                                  track=parse_track(args.track))
+    except CompareInputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    text = comparison_markdown(comparison)
+    print(text, end="")
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+    return 1 if comparison.regressed and args.fail_on_drop else 0
+
+
 BENCH_DIR = Path(__file__).resolve().parents[1] / "bench"
 
 
@@ -266,6 +287,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the SQLite results store to read (default: %(default)s)")
     report.add_argument("--out", type=Path, default=Path("results"), metavar="DIR",
                         help="the folder to write the report into (default: %(default)s)")
+    report.add_argument("--history", action="store_true",
+                        help="write only the history page OUT/leaderboard/history.html: "
+                             "robust accuracies of OUT/results.json at every git revision "
+                             "that changed it and the timings of OUT/bench/*.json (no store "
+                             "needed)")
     report.set_defaults(func=cmd_report)
 
     data = add_parser("data", "prepare a dataset (once, cached by spec), or save a picture "
@@ -307,6 +333,26 @@ def build_parser() -> argparse.ArgumentParser:
                             "counted as a regression (default: %(default)s)")
     bench.set_defaults(func=cmd_bench)
 
+    compare = add_parser("compare", "regression test of detectors: two runs compared cell "
+                                    "by cell (paired McNemar test, Holm-corrected); exit 1 "
+                                    "when a tracked robust accuracy drops significantly")
+    compare.add_argument("base", type=Path, help="the reference run: a results store "
+                                                 "(.sqlite) or a results.json")
+    compare.add_argument("new", type=Path, help="the run under test, likewise")
+    compare.add_argument("--alpha", type=float, default=0.05, metavar="A",
+                         help="family-wise false-alarm rate over the tracked cells (Holm) "
+                              "(default: %(default)s)")
+    compare.add_argument("--track", action="append", default=[], metavar="AXIS=V1,V2",
+                         help="track only the cells whose AXIS (dataset, model, training, "
+                              "defence, attack, delta) is one of the values; repeatable "
+                              "(default: every cell's robust accuracy)")
+    compare.add_argument("--out", type=Path, default=None, metavar="FILE.md",
+                         help="also write the Markdown report there")
+    compare.add_argument("--fail-on-drop", action=argparse.BooleanOptionalAction, default=True,
+                         help="exit 1 on a significant drop or a tracked cell failing only in "
+                              "new (default: on; --no-fail-on-drop only reports)")
+    compare.set_defaults(func=cmd_compare)
+
     lst = add_parser("list", "the registries (every entry with its options and defaults) and "
                              "configs, or the cells of a config")
     lst.add_argument("what", choices=("registries", "cells"), nargs="?", default="registries",
@@ -319,8 +365,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from dfjax.store import StoreError
+
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except StoreError as e:  # an unusable --store file: named, before any work
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

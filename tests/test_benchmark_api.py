@@ -98,8 +98,8 @@ def test_readme_example_gives_the_numbers_of_the_equivalent_run_cell(tmp_path, d
 def test_rows_carry_the_name_and_a_second_call_replaces_them_with_equal_numbers(
         data_dir, tiny_detector, module_run):
     """Each attack's row is stored under the user's name with training `user`, the
-    detector's form and its parameter count; the same call again leaves one row per attack with the same
-    numbers; the worst case is at most every attack's robust accuracy, and equal to
+    detector's form and its parameter count; the same call again leaves one row per attack
+    with the same numbers; the worst case is at most every attack's robust accuracy, and equal to
     the fraction correct clean and after both attacks."""
     first, store_path = module_run
     model, variables = tiny_detector

@@ -114,7 +114,7 @@ def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentP
 
 def test_every_option_of_every_command_has_help():
     commands = _subparsers(build_parser())
-    assert set(commands) == {"run", "report", "data", "bench", "list"}
+    assert set(commands) == {"run", "report", "data", "bench", "list", "compare"}
     for name, command in commands.items():
         assert command.description, name
         for action in command._actions:
@@ -135,3 +135,20 @@ def test_help_shows_an_example_per_command(capsys):
         with pytest.raises(SystemExit):
             main([name, "--help"])
         assert "--help" in capsys.readouterr().out
+
+
+def test_report_and_run_on_a_file_that_is_not_a_store_fail_cleanly(tmp_path, capsys):
+    """`dfjax report --store FILE` and `dfjax run --store FILE` on a text file: exit 2 and
+    one line naming the file, no traceback; the file is left as it was."""
+    from dfjax.cli import main
+
+    bogus = tmp_path / "results.sqlite"
+    bogus.write_text("not a database\n" * 100)
+    for argv in (["report", "--store", str(bogus), "--out", str(tmp_path / "out")],
+                 ["run", "--config", "smoke", "--store", str(bogus), "--no-progress",
+                  "--only", "attack=fgsm"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: results store") and str(bogus) in err
+        assert "Traceback" not in err
+    assert bogus.read_text() == "not a database\n" * 100

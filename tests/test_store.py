@@ -9,7 +9,8 @@ from dfjax.store import Store
 
 def _cell(eps):
     return Cell(dataset=DatasetSpec(name="synthetic_faces"), model=ModelSpec(name="cnn7"),
-                training=TrainSpec(), defence=DefenceSpec(), attack=AttackSpec(name="fgsm", eps=eps),
+                training=TrainSpec(), defence=DefenceSpec(),
+                attack=AttackSpec(name="fgsm", eps=eps),
                 n_eval=4, seed=0)
 
 

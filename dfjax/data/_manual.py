@@ -10,10 +10,12 @@ and draws the layout expected.
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
+from dfjax import settings
 from dfjax.config import DatasetSpec
-from dfjax.data._tfds import ArrayBuilder
+from dfjax.data._tfds import ArrayBuilder, copies_note
 
 MAX_LABEL_FILE_BYTES = 256 << 20  # a label CSV or metadata.json larger than this is refused
 
@@ -55,15 +57,35 @@ def has_undecodable_bytes(text: str) -> bool:
     return any("\udc80" <= ch <= "\udcff" for ch in text)
 
 
+def prepare_command(spec: DatasetSpec, data_dir: Path) -> str:
+    """The `dfjax data prepare` line that prepares `spec` into `data_dir` from a download
+    in DIR (`--data-dir` only when not the default; a seed other than 0 has no flag: the
+    line says so)."""
+    parts = ["dfjax data prepare", spec.name, "--manual-dir DIR",
+             f"--image-size {spec.image_size}", f"--num-examples {spec.num_examples}"]
+    parts += ["--option " + shlex.quote(f"{k}={v if isinstance(v, str) else repr(v)}")
+              for k, v in spec.options]
+    if Path(data_dir) != settings.data_dir():
+        parts.append("--data-dir " + shlex.quote(str(data_dir)))
+    if spec.seed != 0:
+        parts.append(f"  # seed {spec.seed}: `dfjax run` prepares it from "
+                     f"{Path(data_dir) / 'manual' / spec.name}")
+    return " ".join(parts)
+
+
 def missing_data_error(name: str, *, reason: str, homepage: str, layout: str,
-                       manual_dir: Path | None) -> FileNotFoundError:
-    """A FileNotFoundError telling the user what to download, where, and how to lay it out."""
+                       manual_dir: Path | None, note: str = "",
+                       command: str | None = None) -> FileNotFoundError:
+    """A FileNotFoundError telling the user what to download, where, how to lay it out and
+    the command that prepares it (default: `dfjax data prepare NAME --manual-dir DIR`);
+    `note` (e.g. the prepared copies found) ends it."""
     where = f" (looked in {manual_dir})" if manual_dir is not None else ""
+    command = command or f"dfjax data prepare {name} --manual-dir DIR"
     return FileNotFoundError(
         f"{name}: {reason}{where}.\n"
         f"Download it from {homepage}, unpack it, and run\n"
-        f"  dfjax data prepare {name} --manual-dir DIR\n"
-        f"where DIR has this layout:\n{layout}")
+        f"  {command}\n"
+        f"where DIR has this layout:\n{layout}" + (f"\n{note}" if note else ""))
 
 
 class ManualBuilder(ArrayBuilder, skip_registration=True):
@@ -81,14 +103,29 @@ class ManualBuilder(ArrayBuilder, skip_registration=True):
 
     def missing(self, reason: str) -> FileNotFoundError:
         return missing_data_error(self.spec.name, reason=reason, homepage=self.homepage,
-                                  layout=self.layout, manual_dir=self.manual_path)
+                                  layout=self.layout, manual_dir=self.manual_path,
+                                  note=copies_note(self.spec, self.root_data_dir),
+                                  command=prepare_command(self.spec, self.root_data_dir))
 
-    def before_generate(self) -> None:
+    def missing_folder(self) -> str | None:
+        """Why the manual folder cannot be prepared from, if it is missing or empty."""
         path = self.manual_path
         if path is None or not path.is_dir():
-            raise self.missing("the manual download folder does not exist")
+            return "the manual download folder does not exist"
         if not any(path.iterdir()):
-            raise self.missing("the manual download folder is empty")
+            return "the manual download folder is empty"
+        return None
+
+    def missing_inputs(self) -> str | None:
+        """The missing-data message when the manual folder is missing or empty (its layout
+        is checked only when preparing)."""
+        reason = self.missing_folder()
+        return None if reason is None else str(self.missing(reason))
+
+    def before_generate(self) -> None:
+        reason = self.missing_folder()
+        if reason is not None:
+            raise self.missing(reason)
         self.check_layout()
 
     def check_layout(self) -> None:

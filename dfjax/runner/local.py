@@ -2,7 +2,9 @@
 cell that uses them through the pipeline (`dfjax.runner.pipeline.run_cell`).
 
 Cells already stored as 'ok' are skipped (a killed run resumes); a cell that raises
-is stored as 'failed' with its error and the run goes on.
+is stored as 'failed' with its error and the run goes on. Before any work, each dataset
+is checked (`dfjax.data.missing_data`): one that is neither prepared nor preparable here
+(a real set not downloaded) is reported once, and its cells are neither run nor stored.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from tqdm.auto import tqdm
 from dfjax import settings
 from dfjax.attacks.evaluate import AttackEvaluator
 from dfjax.config import Cell, MatrixConfig
-from dfjax.data import load_dataset
+from dfjax.data import load_dataset, missing_data
 from dfjax.data.base import DatasetSplits
 from dfjax.runner.environment import environment, provenance
 from dfjax.runner.expand import expand
@@ -38,6 +40,13 @@ class RunSummary:
     seconds: dict[str, float] = dataclasses.field(
         default_factory=lambda: {"data": 0.0, "training": 0.0, "attacks": 0.0})
     failures: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    # (dataset label, cells not run, message) per dataset whose data is not here
+    unavailable: list[tuple[str, int, str]] = dataclasses.field(default_factory=list)
+
+    @property
+    def not_run(self) -> int:
+        """Cells neither run nor stored because their data is not here."""
+        return sum(n for _, n, _ in self.unavailable)
 
 
 def _raise_if_failed(value, what: str):
@@ -45,6 +54,30 @@ def _raise_if_failed(value, what: str):
     if isinstance(value, Exception):
         raise RuntimeError(f"{what} could not be built: {type(value).__name__}: {value}") from value
     return value
+
+
+def _drop_unavailable(todo: list[Cell], data_dir: Path, summary: RunSummary,
+                      log: Callable[[str], None]) -> list[Cell]:
+    """The cells of `todo` whose dataset is here or can be prepared; each other dataset is
+    logged once and counted in summary.unavailable. A check that raises (e.g. bad options)
+    leaves its cells in, to fail with that error."""
+    by_dataset: dict[str, list[Cell]] = {}
+    for cell in todo:
+        by_dataset.setdefault(cell.dataset.canonical(), []).append(cell)
+    kept = set()
+    for dataset_id, cells in by_dataset.items():
+        try:
+            message = missing_data(cells[0].dataset, data_dir=data_dir)
+        except Exception:  # noqa: BLE001 -- the cells will fail with it, stored
+            message = None
+        if message is None:
+            kept.add(dataset_id)
+            continue
+        label = cells[0].dataset.label()
+        summary.unavailable.append((label, len(cells), message))
+        log(f"dataset {label} is not here; its {len(cells)} cells are skipped, not stored:\n"
+            f"{message}")
+    return [c for c in todo if c.dataset.canonical() in kept]
 
 
 class _Timed:
@@ -73,6 +106,7 @@ def run_matrix(
     data_dir, checkpoint_dir = settings.data_dir(data_dir), settings.checkpoint_dir(checkpoint_dir)
     todo = [c for c in cells if not store.has_result(c.cell_id)]
     summary = RunSummary(total=len(cells), skipped=len(cells) - len(todo))
+    todo = _drop_unavailable(todo, data_dir, summary, log)
     datasets: dict[str, DatasetSplits | Exception] = {}
     detectors: dict[str, Detector | Exception] = {}
     evaluator = AttackEvaluator()

@@ -102,7 +102,7 @@ def test_data_version_is_part_of_the_spec():
     from dfjax.config import DATA_VERSIONS
 
     assert f'"data_version":"{DATA_VERSIONS["synthetic_faces"]}"' in _spec().canonical()
-    assert "data_version" not in DatasetSpec(name="image_folder").canonical()
+    assert "data_version" not in DatasetSpec(name="synthetic_videos").canonical()
 
 
 def test_other_sizes_render():

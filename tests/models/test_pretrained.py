@@ -114,7 +114,8 @@ def test_every_parameter_lands_with_its_value(state_dict_npz):
                 continue
             assert path_ in flat_c, path_
             assert flat_c[path_].shape == value.shape
-    np.testing.assert_array_equal(loaded["params"]["fc"]["kernel"], target["params"]["fc"]["kernel"])
+    np.testing.assert_array_equal(loaded["params"]["fc"]["kernel"],
+                                  target["params"]["fc"]["kernel"])
     assert loaded["params"]["fc"]["kernel"].shape == (64, 2)  # 4 * 4 * 2**2 features
 
 
