@@ -23,6 +23,7 @@ Example (`model`, `variables`: your Flax detector; README.md has a complete one)
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import inspect
 import re
 import time
@@ -34,12 +35,13 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from dfjax import settings
 from dfjax.attacks import ATTACKS
 from dfjax.attacks.evaluate import AttackEvaluator
 from dfjax.config import AttackSpec, Cell, DatasetSpec, DefenceSpec, ModelSpec, TrainSpec
-from dfjax.data import DATASETS, load_dataset
+from dfjax.data import DATASETS, DatasetSplits, Split, load_dataset
 from dfjax.defences import DEFENCES
 from dfjax.metrics.robustness import robust_flags
 from dfjax.models import MODELS
@@ -56,6 +58,43 @@ USER_TRAINING = TrainSpec(recipe="user", epochs=0, batch_size=0, learning_rate=0
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 AttackLike = str | Mapping[str, Any]
+# The dataset axis of rows scored on the user's own arrays (options: their content hash).
+USER_ARRAYS = "user_arrays"
+
+
+def _user_arrays(images, labels) -> tuple[DatasetSpec, DatasetSplits]:
+    """The user's own test examples as a dataset: images uint8, or float in [0, 1], [n, h,
+    w, c] (c = 1 or 3), stored as 8 bits as every dfjax dataset is; labels 0 real / 1
+    fake [n]. The spec names them by content hash, so rows of other arrays never mix.
+    Anything else raises ValueError saying what is wrong, before anything compiles."""
+    images, labels = np.asarray(images), np.asarray(labels)
+    where = "dfjax.benchmark: dataset=(images, labels):"
+    if images.ndim != 4 or images.shape[-1] not in (1, 3) or len(images) == 0:
+        raise ValueError(f"{where} images must be [n >= 1, h, w, c] with c = 1 or 3, got "
+                         f"shape {images.shape}")
+    if labels.shape != (len(images),) or not np.isin(labels, (0, 1)).all():
+        raise ValueError(f"{where} labels must be {len(images)} values, 0 (real) or 1 "
+                         f"(fake), got shape {labels.shape} and values "
+                         f"{np.unique(labels)[:5].tolist()}")
+    if images.dtype != np.uint8:
+        if not np.issubdtype(images.dtype, np.floating):
+            raise ValueError(f"{where} images must be uint8 or float in [0, 1], got "
+                             f"{images.dtype}")
+        low, high = float(np.min(images)), float(np.max(images))
+        if not (np.isfinite(low) and np.isfinite(high) and 0 <= low and high <= 1):
+            raise ValueError(
+                f"{where} float images must lie in [0, 1] (pixels; a detector normalises "
+                f"inside, and eps is in these units), got values in [{low:g}, {high:g}]: "
+                "divide 0-255 pixels by 255, undo any mean/std normalisation")
+        images = np.rint(images * 255).astype(np.uint8)
+    digest = hashlib.sha256(images.tobytes() + labels.astype(np.int32).tobytes())
+    spec = DatasetSpec(name=USER_ARRAYS, image_size=images.shape[1],
+                       num_examples=len(images), options=(("sha256", digest.hexdigest()[:16]),))
+    n = len(images)
+    test = Split(images, labels.astype(np.int32), np.arange(n, dtype=np.int64),
+                 np.zeros(n, np.int32))
+    empty = Split(images[:0], test.labels[:0], test.groups[:0], test.frames[:0])
+    return spec, DatasetSplits(empty, empty, test, info={"version": "user"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,6 +233,8 @@ def _checked_specs(name, dataset, defence, attacks, norm, eps, n_examples, batch
     dataset = DatasetSpec(name=dataset) if isinstance(dataset, str) else dataset
     defence = DefenceSpec(name=defence) if isinstance(defence, str) else defence
     for registry, spec in ((DATASETS, dataset), (DEFENCES, defence)):
+        if registry is DATASETS and getattr(spec, "name", None) == USER_ARRAYS:
+            continue  # the user's own arrays, checked by _user_arrays
         if not isinstance(spec, (DatasetSpec, DefenceSpec)):
             problems.append(f"{registry.axis} must be a name or a {registry.axis.title()}Spec, "
                             f"got {spec!r}")
@@ -227,7 +268,8 @@ def _split_across_cores() -> None:
 
 
 def benchmark(
-    detector, variables=None, *, name: str, dataset: str | DatasetSpec = "synthetic_faces",
+    detector, variables=None, *, name: str,
+    dataset: str | DatasetSpec | tuple[Any, Any] = "synthetic_faces",
     norm: str = "linf", eps: float = 8 / 255,
     attacks: AttackLike | Sequence[AttackLike] = ("auto",), defence: str | DefenceSpec = "none",
     n_examples: int = 512, batch_size: int = 128, seed: int = 0,
@@ -245,7 +287,10 @@ def benchmark(
             than closing over them keeps the weights out of the compiled program.
         name: the detector's name in the store and on the leaderboard (letters, digits,
             '.', '_', '-'; not a zoo model's name). The same name again replaces its rows.
-        dataset: a registered dataset name or a DatasetSpec (size, examples, options).
+        dataset: a registered dataset name or a DatasetSpec (size, examples, options);
+            or your own test examples, (images, labels): images uint8 or float in [0, 1]
+            [n, h, w, c], labels 0 real / 1 fake (rows name them `user_arrays` with
+            their content hash).
         norm, eps: the threat model, eps in pixel units (8/255 is the paper's delta 8).
         attacks: attack names or {"name": ..., option: value} dicts (`dfjax list`); the
             default `auto` is the worst-case ensemble (APGD-CE, APGD-margin, Square).
@@ -253,15 +298,21 @@ def benchmark(
         n_examples, batch_size, seed: as a matrix's n_eval, eval_batch_size and seed.
         store: the SQLite results store; data_dir: where datasets are prepared.
 
-    Bad arguments, and a detector whose output is not logits [b, 2], [b, 1] or [b] on
-    a batch of the dataset's images in [0, 1], raise ValueError (TypeError for a
+    Bad arguments (images outside [0, 1] included), and a detector whose output is not
+    logits [b, 2], [b, 1] or [b] on a batch of the dataset's images, raise ValueError (TypeError for a
     detector that is neither function nor module) before anything compiles.
     """
     forward, variables, form, as_is = _user_forward(detector, variables, name)
+    arrays = None
+    if isinstance(dataset, (tuple, list)):
+        if len(dataset) != 2:
+            raise ValueError("dfjax.benchmark: dataset=(images, labels) takes two arrays, got "
+                             f"{len(dataset)} items")
+        dataset, arrays = _user_arrays(*dataset)
     dataset, defence, specs = _checked_specs(name, dataset, defence, attacks, norm, eps,
                                              n_examples, batch_size)
     _split_across_cores()
-    splits = load_dataset(dataset, data_dir=settings.data_dir(data_dir))
+    splits = arrays or load_dataset(dataset, data_dir=settings.data_dir(data_dir))
     batch = min(batch_size, n_examples, max(len(splits.test), 1))
     shape = (batch, *splits.test.images.shape[1:])  # a batch as the attacks will see it
     num_logits = _logit_count(forward, variables, shape, name)

@@ -186,3 +186,44 @@ def test_a_module_needs_its_variables_and_a_detector_must_be_callable(tiny_detec
         dfjax.benchmark(make_logits_fn(model, variables), variables, name="x")
     with pytest.raises(TypeError, match="must be a logits function"):
         dfjax.benchmark("model.msgpack", name="x")
+
+
+def test_your_own_arrays_give_the_numbers_of_the_same_examples_as_a_dataset(
+        tmp_path, data_dir, tiny_detector, module_run):
+    """dataset=(images, labels): the 8 examples the module run evaluated, passed as float
+    arrays in [0, 1], give its FGSM metrics exactly (FGSM draws nothing at random), under a
+    `user_arrays` dataset named by content hash."""
+    from dfjax.data import load_dataset
+    from dfjax.data.subsets import evaluation_subset
+
+    first, _ = module_run
+    test = evaluation_subset(load_dataset(TINY, data_dir=data_dir).test, 8, 0)
+    model, variables = tiny_detector
+    result = dfjax.benchmark(model, variables, name="mine", attacks="fgsm", n_examples=8,
+                             batch_size=8, dataset=(test.images / 255.0, test.labels),
+                             store=tmp_path / "b.sqlite")
+    assert result.cells["fgsm"].dataset.label().startswith("user_arrays[sha256=")
+    for key in ("clean_accuracy", "robust_accuracy", "adv_true_class_probability_mean"):
+        assert result.metrics["fgsm"][key] == first.metrics["fgsm"][key]
+
+
+@pytest.mark.parametrize("images, message", [
+    (np.full((4, 32, 32, 3), 200.0), r"must lie in \[0, 1\].*\[200, 200\].*divide 0-255"),
+    (np.full((4, 32, 32, 3), -0.5), r"must lie in \[0, 1\].*\[-0.5, -0.5\]"),
+    (np.full((4, 32, 32, 3), np.nan), r"must lie in \[0, 1\]"),
+    (np.zeros((4, 32, 32, 3), np.int64), "uint8 or float"),
+    (np.zeros((4, 32, 32)), r"\[n >= 1, h, w, c\]"),
+])
+def test_arrays_outside_0_1_are_refused_before_compiling(tmp_path, tiny_detector, images,
+                                                         message, no_compiling):
+    """Pixels in 0-255, normalised inputs, NaN, integer or 3-d arrays: a ValueError saying
+    what is wrong before anything compiles, and no store written."""
+    model, variables = tiny_detector
+    with pytest.raises(ValueError, match=message):
+        dfjax.benchmark(model, variables, name="mine", attacks="fgsm",
+                        dataset=(images, np.array([0, 1, 0, 1])), store=tmp_path / "b.sqlite")
+    with pytest.raises(ValueError, match="0 \\(real\\) or 1 \\(fake\\)"):
+        dfjax.benchmark(model, variables, name="mine", attacks="fgsm",
+                        dataset=(np.zeros((4, 32, 32, 3)), np.array([0, 1, 2, 1])),
+                        store=tmp_path / "b.sqlite")
+    assert not (tmp_path / "b.sqlite").exists()
