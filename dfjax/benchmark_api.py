@@ -299,8 +299,9 @@ def benchmark(
         store: the SQLite results store; data_dir: where datasets are prepared.
 
     Bad arguments (images outside [0, 1] included), and a detector whose output is not
-    logits [b, 2], [b, 1] or [b] on a batch of the dataset's images, raise ValueError (TypeError for a
-    detector that is neither function nor module) before anything compiles.
+    logits [b, 2], [b, 1] or [b] on a batch of the dataset's images, raise ValueError
+    (TypeError for a detector that is neither function nor module) before anything
+    compiles.
     """
     forward, variables, form, as_is = _user_forward(detector, variables, name)
     arrays = None
