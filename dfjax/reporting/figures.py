@@ -22,7 +22,9 @@ PROBABILITY_FLOOR = 1e-30
 TABLE1_STATS = (("mean", "-"), ("median", "--"), ("min", ":"))
 
 
-def _png(fig) -> bytes:
+def _png(fig, title: str = "") -> bytes:
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=80, metadata={"Software": None})
@@ -61,9 +63,7 @@ def robustness_png(rows: list[dict[str, Any]], title: str = "") -> bytes | None:
     ax_tcp.set(xlabel="delta (1/255)", ylabel="mean true-class probability (log)",
                yscale="log")
     ax_acc.legend(fontsize=8)
-    if title:
-        fig.suptitle(title)
-    return _png(fig)
+    return _png(fig, title)
 
 
 def table1_png(rows: list[dict[str, Any]], title: str = "") -> bytes | None:
@@ -86,9 +86,7 @@ def table1_png(rows: list[dict[str, Any]], title: str = "") -> bytes | None:
         ax.set(title=attack, xlabel="delta (1/255)", yscale="log")
     axes[0].set_ylabel("true-class probability (log)")
     axes[0].legend(fontsize=8)
-    if title:
-        fig.suptitle(title)
-    return _png(fig)
+    return _png(fig, title)
 
 
 def tcp_trace_png(rows: list[dict[str, Any]], title: str = "") -> bytes | None:
@@ -111,9 +109,7 @@ def tcp_trace_png(rows: list[dict[str, Any]], title: str = "") -> bytes | None:
     ax.set(xlabel="attack iteration", ylabel="mean true-class probability (log)",
            yscale="log")
     ax.legend(fontsize=7)
-    if title:
-        fig.suptitle(title)
-    return _png(fig)
+    return _png(fig, title)
 
 
 def roc_png(examples: dict[str, np.ndarray] | None, title: str = "") -> bytes | None:
@@ -157,6 +153,4 @@ def training_png(history: list[dict[str, Any]], title: str = "") -> bytes | None
     ax_loss.set(xlabel="epoch", ylabel="loss")
     ax_acc.set(xlabel="epoch", ylabel="accuracy")
     ax_loss.legend(fontsize=8)
-    if title:
-        fig.suptitle(title)
-    return _png(fig)
+    return _png(fig, title)

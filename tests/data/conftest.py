@@ -96,3 +96,23 @@ def dfdc_tree(tmp_path_factory) -> Path:
                  "gone.mp4": {"label": "FAKE", **made_from}})
     meta_path.write_text(json.dumps(meta))
     return root
+
+
+@pytest.fixture(scope="session")
+def mutate():
+    """mutate(data: bytes, edits) -> bytes: each edit (kind, where in [0, 1], junk bytes)
+    flips (overwrites), cuts (truncates) or inserts `junk` at that fraction of the file."""
+
+    def apply(data: bytes, edits) -> bytes:
+        data = bytearray(data)
+        for edit, where, junk in edits:
+            at = int(where * len(data))
+            if edit == "flip":
+                data[at:at + len(junk)] = junk
+            elif edit == "cut":
+                del data[at:]
+            else:
+                data[at:at] = junk
+        return bytes(data)
+
+    return apply

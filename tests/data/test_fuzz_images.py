@@ -89,20 +89,12 @@ mutations = st.lists(st.tuples(st.sampled_from(["flip", "cut", "junk"]),
        width=st.integers(1, 24), channels=st.sampled_from([1, 3, 4]),
        sixteen_bit=st.booleans(), edits=mutations)
 def test_mutated_image_files_decode_or_are_skipped_by_reason(
-        scratch, kind, height, width, channels, sixteen_bit, edits):
+        scratch, mutate, kind, height, width, channels, sixteen_bit, edits):
     """Valid JPEG/PNG/BMP files, as written or with bytes flipped, cut or inserted: an
     RGB image or a known skip reason from read_image, never an exception."""
-    data = bytearray(_encoded(kind, height, width, channels, sixteen_bit))
-    for edit, where, junk in edits:
-        at = int(where * len(data))
-        if edit == "flip":
-            data[at:at + len(junk)] = junk
-        elif edit == "cut":
-            del data[at:]
-        else:
-            data[at:at] = junk
+    data = mutate(_encoded(kind, height, width, channels, sixteen_bit), edits)
     path = scratch / f"mutated.{kind}"
-    path.write_bytes(bytes(data))
+    path.write_bytes(data)
     _check_result(read_image(path))
 
 

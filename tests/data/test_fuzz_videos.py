@@ -67,21 +67,13 @@ def _check(path, frames_per_video: int):
        edits=st.lists(st.tuples(st.sampled_from(["flip", "cut", "junk"]), st.floats(0, 1),
                                 st.binary(min_size=1, max_size=32)), min_size=1, max_size=3),
        frames_per_video=st.integers(1, 10))
-def test_mutated_videos_decode_or_raise_a_named_error(clips, tmp_path_factory, source, edits,
-                                                      frames_per_video):
+def test_mutated_videos_decode_or_raise_a_named_error(clips, mutate, tmp_path_factory, source,
+                                                      edits, frames_per_video):
     """MP4 and AVI files with bytes flipped, cut or inserted: sampled frames or a
     VideoDecodeError naming the file; no other exception."""
-    data = bytearray((clips / source).read_bytes())
-    for edit, where, junk in edits:
-        at = int(where * len(data))
-        if edit == "flip":
-            data[at:at + len(junk)] = junk
-        elif edit == "cut":
-            del data[at:]
-        else:
-            data[at:at] = junk
+    data = mutate((clips / source).read_bytes(), edits)
     path = tmp_path_factory.getbasetemp() / f"mutated{source[-4:]}"
-    path.write_bytes(bytes(data))
+    path.write_bytes(data)
     _check(path, frames_per_video)
 
 

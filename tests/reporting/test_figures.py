@@ -32,10 +32,10 @@ def test_log_axis_spans_the_collapse(monkeypatch):
     seen = []
     original = figures._png
 
-    def capture(fig):
+    def capture(fig, title=""):
         seen.extend(ax.get_yscale() for ax in fig.axes)
         seen.append(min(ax.get_ylim()[0] for ax in fig.axes))
-        return original(fig)
+        return original(fig, title)
 
     monkeypatch.setattr(figures, "_png", capture)
     figures.table1_png(ROWS)
