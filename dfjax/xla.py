@@ -21,11 +21,19 @@ split over 2 devices, img/s): cnn7 PGD-10 47.5 -> 49.2, APGD-CE 44.5 -> 46.5, Sq
 10.9 -> 12.2, FGSM 388 -> 386; meso4 PGD-10 85.1 -> 90.8, APGD-CE 75.2 -> 86.4. The two
 halves run concurrently, so one core's memory-bound passes (pooling, projection) overlap
 the other's convolutions instead of each op being split over both cores in turn.
+
+Memory: `compiled_memory_bytes` is what a compiled function plans to hold (XLA's memory
+analysis, all devices) and `available_memory_bytes` what the machine has free; the
+runner compares them before running an attack batch (dfjax.attacks.evaluate). Measured
+with bench/bench_memory.py on the CI machine (cnn7, 64x64, PGD-10, batch 32 to 256):
+what a batch adds to the peak RSS beyond a fixed part (compiling, the runtime) grows
+with the batch as XLA's planned bytes do.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -117,3 +125,39 @@ def compile_split(fun: Callable, *args, batch_argnums: tuple[int, ...] = (1, 2),
     equal) split along axis 0 across `devices` (default: split_devices(b)). The default
     batch_argnums fit dfjax's attack signature (variables, x, y, key, eps)."""
     return SplitCompiled(fun, args, tuple(batch_argnums), devices)
+
+
+def compiled_memory_bytes(compiled: SplitCompiled) -> int | None:
+    """The bytes a compiled function plans to hold at once on all its devices together:
+    XLA's memory analysis per device (arguments + outputs + temporaries, less what
+    outputs alias) times the number of devices; None where XLA gives no analysis. On
+    CPU the devices share the host's memory, so this is what one call adds to it."""
+    stats = compiled.compiled.memory_analysis()
+    if stats is None:
+        return None
+    per_device = (stats.argument_size_in_bytes + stats.output_size_in_bytes
+                  + stats.temp_size_in_bytes - stats.alias_size_in_bytes)
+    return int(per_device) * len(compiled.devices)
+
+
+def available_memory_bytes(device: Any = None, *, meminfo: Path = Path("/proc/meminfo")
+                           ) -> int | None:
+    """Memory a new computation on `device` (default: JAX's first device) may use now: on
+    CPU the host's MemAvailable (from `meminfo`), on an accelerator its memory limit less
+    what is in use (`device.memory_stats()`); None where neither is known."""
+    device = device or jax.devices()[0]
+    if device.platform != "cpu":
+        stats = device.memory_stats() or {}
+        if "bytes_limit" in stats:
+            return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
+        return None
+    try:
+        lines = meminfo.read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        name, _, value = line.partition(":")
+        if name == "MemAvailable":  # "MemAvailable:   24232084 kB"
+            number, _, unit = value.strip().partition(" ")
+            return int(number) * (1024 if unit.strip() == "kB" else 1)
+    return None

@@ -6,6 +6,16 @@ per-example output the metrics need. `AttackEvaluator` holds the compiled functi
 (variables, x, y, key, eps) -> clean and adversarial logits, Linf/L2/L0 norms, the
 pixel-range flag and, where the attack gives them, the true-class probability trace
 or the distance to flip; eps is traced, so a budget sweep compiles once.
+
+Two faults cost the cell, never the run or a wrong number:
+- NaN/Inf in what a batch returns (clean or adversarial logits, the attack's
+  true-class-probability trace, the adversarial examples) raises
+  `dfjax.numerics.NonFiniteError` naming the attack, the batch and, from the trace, the
+  attack step where the logits first went non-finite;
+- a batch whose compiled attack would need more memory than is available (XLA's memory
+  analysis against MemAvailable, `dfjax.xla`) is halved until it fits, or the cell fails
+  with `BatchTooLargeError` naming both figures -- instead of the whole run being killed
+  for lack of memory.
 """
 
 from __future__ import annotations
@@ -23,14 +33,32 @@ from dfjax.attacks._projections import changed_pixels, perturbation_norms
 from dfjax.attacks.auto import member_specs, run_ensemble
 from dfjax.batches import padded_batches
 from dfjax.config import AttackSpec
+from dfjax.numerics import NonFiniteError, count_nonfinite, first_nonfinite_index, nonfinite_rows
 from dfjax.types import LogitsFn
-from dfjax.xla import compile_split
+from dfjax.xla import available_memory_bytes, compile_split, compiled_memory_bytes
 
 OUTPUT_NAMES = ("clean", "adv", "linf", "l2", "l0", "trace", "distance", "x_adv")
 # (variables, key) -> (scored, attacked) logits functions: the defended detector the
 # evaluation scores, and the form the attack differentiates (dfjax.defences.Defended)
 LogitsOf = Callable[[dict, jax.Array], tuple[LogitsFn, LogitsFn]]
 DEFENCE_STREAM = 0x64656600  # the defence's draws: fold_in(batch key, DEFENCE_STREAM)
+# The share of the available memory one compiled attack may plan to use (the rest: the
+# process's own arrays, other processes, XLA's estimate being an estimate).
+MEMORY_FRACTION = 0.8
+MIB = 2**20
+
+
+class BatchTooLargeError(MemoryError):
+    """The compiled attack for a batch would need more memory than the limit allows.
+
+    Attributes: batch_size, needed_bytes (XLA's plan, all devices), limit_bytes,
+    compile_seconds (spent compiling the attack that did not fit)."""
+
+    def __init__(self, message: str, *, batch_size: int, needed_bytes: int, limit_bytes: int,
+                 compile_seconds: float = 0.0):
+        super().__init__(message)
+        self.batch_size, self.needed_bytes, self.limit_bytes = batch_size, needed_bytes, limit_bytes
+        self.compile_seconds = compile_seconds
 
 
 @dataclasses.dataclass
@@ -47,18 +75,33 @@ class AttackOutputs:
     compile_seconds: float
     attack_seconds: float
     in_range: bool
+    batch_size: int = 0  # the batch the attack ran with (smaller than asked where it did not fit)
 
 
 class AttackEvaluator:
     """Compiles, once per (detector kind, attack options, batch shape), the function
     (variables, x, y, key, eps) -> outputs dict. The batch is split across `devices`
     (default: as many CPU devices as divide it, dfjax.xla.split_devices); results do not
-    depend on the split beyond float rounding (tests/attacks/test_split_batch.py)."""
+    depend on the split beyond float rounding (tests/attacks/test_split_batch.py).
 
-    def __init__(self, devices: list | None = None):
+    memory_limit_bytes: the most memory one compiled attack may plan to use (XLA's memory
+    analysis); None: MEMORY_FRACTION of what is available when it compiles
+    (dfjax.xla.available_memory_bytes), no limit where that is unknown. A compiled attack
+    over the limit raises BatchTooLargeError (and `evaluate_attack` halves the batch)."""
+
+    def __init__(self, devices: list | None = None, *, memory_limit_bytes: int | None = None):
         self._compiled: dict[tuple, object] = {}
+        self._too_large: dict[tuple, BatchTooLargeError] = {}  # not recompiled to learn again
         self.devices = devices
+        self.memory_limit_bytes = memory_limit_bytes
         self.memo: dict[tuple, dict] = {}  # results shared by cells (dfjax.attacks.sanity)
+
+    def memory_limit(self) -> int | None:
+        """The limit a compiled attack is held to now (bytes), or None for none."""
+        if self.memory_limit_bytes is not None:
+            return self.memory_limit_bytes
+        available = available_memory_bytes()
+        return None if available is None else int(available * MEMORY_FRACTION)
 
     def get(self, attack_spec: AttackSpec, logits_of: LogitsOf, detector_kind: Hashable,
             variables, x, y, key, *, split: bool = True, keep_adversarial: bool = False
@@ -66,11 +109,18 @@ class AttackEvaluator:
         """(compiled function, seconds spent compiling now: 0 when cached).
         detector_kind: what identifies `logits_of` (e.g. model and defence specs).
         split=False: run on one device (a defence with a host callback).
-        keep_adversarial: the outputs include "x_adv" itself."""
+        keep_adversarial: the outputs include "x_adv" itself.
+        Raises BatchTooLargeError where the compiled function would need more memory than
+        `memory_limit()` (it is not kept; asking again raises again without compiling)."""
         cache_key = (detector_kind, dataclasses.replace(attack_spec, eps=0.0).canonical(),
                      x.shape, split, keep_adversarial)
         if cache_key in self._compiled:
             return self._compiled[cache_key], 0.0
+        if cache_key in self._too_large:
+            known = self._too_large[cache_key]
+            raise BatchTooLargeError(str(known), batch_size=known.batch_size,
+                                     needed_bytes=known.needed_bytes,
+                                     limit_bytes=known.limit_bytes)
         entry = ATTACKS.get(attack_spec.name)
         extra_static = {}
         if entry.traces:
@@ -100,6 +150,15 @@ class AttackEvaluator:
         devices = self.devices if split else jax.devices()[:1]
         compiled = compile_split(evaluate, variables, x, y, key, jnp.float32(0), devices=devices)
         seconds = time.perf_counter() - start
+        needed, limit = compiled_memory_bytes(compiled), self.memory_limit()
+        if needed is not None and limit is not None and needed > limit:
+            error = BatchTooLargeError(
+                f"attack {attack_spec.label()} on a batch of {x.shape[0]} needs "
+                f"{needed / MIB:.1f} MiB (XLA's memory analysis), over the limit of "
+                f"{limit / MIB:.1f} MiB", batch_size=x.shape[0], needed_bytes=needed,
+                limit_bytes=limit, compile_seconds=seconds)
+            self._too_large[cache_key] = error
+            raise error
         self._compiled[cache_key] = compiled
         return compiled, seconds
 
@@ -112,13 +171,47 @@ def evaluate_attack(
     """Attack `images` (float32 [n, h, w, c] in [0, 1]; labels int [n]) in padded batches
     of `batch_size`; batch i gets key fold_in(key, i), an ensemble's member j within it
     fold_in(batch key, j). split=False keeps each batch on one device; keep_adversarial
-    adds outputs["x_adv"] [n, h, w, c]. Raises
-    AssertionError if any output breaks its budget or leaves [0, 1]."""
+    adds outputs["x_adv"] [n, h, w, c].
+
+    Where the compiled attack for `batch_size` would need more memory than
+    `evaluator.memory_limit()`, the batch is halved until it fits (result.batch_size says
+    which ran; the per-batch keys follow the batches, so the numbers are those of that
+    batch size); BatchTooLargeError where even one example does not fit.
+
+    Raises AssertionError if any output breaks its budget or leaves [0, 1], and
+    NonFiniteError (dfjax.numerics) if any batch's outputs hold NaN or Inf
+    (`check_finite_outputs`)."""
+    batch_size = min(batch_size, len(labels))
+    discarded_compile_seconds = 0.0
+    while True:
+        try:
+            result = _evaluate_batches(attack_spec, logits_of, detector_kind, variables, images,
+                                       labels, key, evaluator, batch_size, split=split,
+                                       keep_adversarial=keep_adversarial)
+            break
+        except BatchTooLargeError as e:
+            discarded_compile_seconds += e.compile_seconds
+            if batch_size == 1:
+                raise BatchTooLargeError(
+                    f"{e}: the attack does not fit in memory even one example at a time",
+                    batch_size=1, needed_bytes=e.needed_bytes, limit_bytes=e.limit_bytes,
+                    compile_seconds=discarded_compile_seconds) from None
+            batch_size //= 2
+    result.compile_seconds += discarded_compile_seconds
+    check_contract(attack_spec, result)
+    return result
+
+
+def _evaluate_batches(
+    attack_spec: AttackSpec, logits_of: LogitsOf, detector_kind: Hashable, variables,
+    images: np.ndarray, labels: np.ndarray, key: jax.Array, evaluator: AttackEvaluator,
+    batch_size: int, *, split: bool, keep_adversarial: bool,
+) -> AttackOutputs:
+    """evaluate_attack at one batch size (BatchTooLargeError where it does not fit)."""
     entry = ATTACKS.get(attack_spec.name)
     members = (member_specs(attack_spec, entry.resolve_spec(attack_spec), ATTACKS)
                if entry.members else None)
     eps = jnp.float32(attack_spec.eps)
-    batch_size = min(batch_size, len(labels))
     outputs = {name: [] for name in OUTPUT_NAMES}
     flipped_by = {m.name: [] for m in members or ()}
     compile_seconds, attack_seconds, all_in_range = 0.0, 0.0, True
@@ -133,7 +226,9 @@ def evaluate_attack(
             fn, seconds = evaluator.get(spec, logits_of, detector_kind, variables, x, y, key,
                                         split=split, keep_adversarial=keep_adversarial)
             compiled_now += seconds
-            return jax.block_until_ready(fn(variables, x, y, key, eps))
+            out = jax.block_until_ready(fn(variables, x, y, key, eps))
+            check_finite_outputs(out, spec.label(), batch_index)
+            return out
 
         start = time.perf_counter()
         if members:
@@ -159,10 +254,41 @@ def evaluate_attack(
                 outputs[name].append(value[:, keep] if name == "trace" else value[keep])
     outputs = {name: np.concatenate(v, axis=1 if name == "trace" else 0)
                for name, v in outputs.items() if v}
-    result = AttackOutputs(outputs, {n: np.concatenate(v) for n, v in flipped_by.items()},
-                           compile_seconds, attack_seconds, all_in_range)
-    check_contract(attack_spec, result)
-    return result
+    return AttackOutputs(outputs, {n: np.concatenate(v) for n, v in flipped_by.items()},
+                         compile_seconds, attack_seconds, all_in_range, batch_size)
+
+
+def check_finite_outputs(outputs: dict, attack_label: str, batch_index: int) -> None:
+    """NonFiniteError if one batch's outputs (the compiled evaluation's dict) hold NaN or
+    Inf, checked in the order they arise: the clean logits; the true-class probability
+    trace [steps, b] where the attack gives one (its first non-finite row is the attack
+    step where the logits went non-finite; row 0 is the start); the adversarial logits;
+    the perturbation norms (a non-finite x_adv, e.g. from a non-finite gradient)."""
+    where = f"attack {attack_label}, batch {batch_index}"
+    clean = np.asarray(outputs["clean"])
+    if bad := nonfinite_rows(clean):
+        raise NonFiniteError(f"{where}: the detector's clean logits are NaN/Inf on {bad} of "
+                             f"{len(clean)} examples", what="clean logits")
+    if "trace" in outputs:
+        trace = np.asarray(outputs["trace"])
+        step = first_nonfinite_index(trace)
+        if step is not None:
+            raise NonFiniteError(
+                f"{where}: the detector's logits went NaN/Inf at attack step {step} (the "
+                f"true-class probability trace; step 0 is the start) on "
+                f"{count_nonfinite(trace[step])} of {trace.shape[1]} examples",
+                what="attack logits", step=step)
+    adv = np.asarray(outputs["adv"])
+    if bad := nonfinite_rows(adv):
+        raise NonFiniteError(f"{where}: the detector's logits on the adversarial examples "
+                             f"are NaN/Inf on {bad} of {len(adv)} examples",
+                             what="adversarial logits")
+    norms = np.stack([np.asarray(outputs[name], np.float32) for name in ("linf", "l2", "l0")],
+                     axis=1)
+    if bad := nonfinite_rows(norms):
+        raise NonFiniteError(f"{where}: the adversarial examples are NaN/Inf on {bad} of "
+                             f"{len(norms)} examples (a non-finite gradient?)",
+                             what="adversarial examples")
 
 
 def check_contract(attack_spec: AttackSpec, result: AttackOutputs) -> None:

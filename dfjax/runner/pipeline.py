@@ -29,7 +29,8 @@ def run_cell(cell: Cell, detector: Detector, test: Split, evaluator: AttackEvalu
              batch_size: int, *, validation: Split | None = None) -> tuple[dict, dict, dict]:
     """Attack the cell's evaluation subset of `test`; returns (metrics, timings, extra)
     (see dfjax.metrics.cell.cell_metrics; timings["n_evaluated"]: the examples actually
-    evaluated, fewer than cell.n_eval where the test split is smaller). The cell's key is
+    evaluated; extra["eval_batch_size"]: the batch the attack ran at, smaller than
+    `batch_size` where the machine's memory halved it, fewer than cell.n_eval where the test split is smaller). The cell's key is
     cell_key(seed, cell_id). extra["examples"] (per-example fake probabilities,
     dfjax.metrics.examples.per_example) and extra["gallery"] (a few adversarial examples
     as PNG) are for the store's examples and gallery tables, not its JSON column.
@@ -56,9 +57,13 @@ def run_cell(cell: Cell, detector: Detector, test: Split, evaluator: AttackEvalu
     metrics |= {"adaptive": float(form["adaptive"]), "eot_samples": float(form["eot_samples"])}
     still_robust = np.ones(len(evaluated), bool)
     still_robust[extra["nonrobust_indices"]] = False
-    metrics |= sanity_checks(cell.attack, metrics["robust_accuracy"], logits_of, kind, *inputs,
-                             split=split, detector=(cell.detector_id, cell.defence.canonical()),
-                             still_robust=still_robust)
+    try:
+        metrics |= sanity_checks(cell.attack, metrics["robust_accuracy"], logits_of, kind,
+                                 *inputs, split=split,
+                                 detector=(cell.detector_id, cell.defence.canonical()),
+                                 still_robust=still_robust)
+    except Exception as e:  # name the stage: its attacks are not the cell's own
+        raise type(e)(f"sanity check: {e}") from e
     if defence.certify is not None:  # once per detector: certificates need no attack
         memo = evaluator.memo.setdefault(("certified", cell.detector_id,
                                           cell.defence.canonical()), {})
@@ -79,5 +84,6 @@ def run_cell(cell: Cell, detector: Detector, test: Split, evaluator: AttackEvalu
             jax.random.fold_in(cell_key(cell.seed, cell.cell_id), 0xDE7), eps=cell.attack.eps,
             options=DEFENCES.resolve(cell.defence.name, cell.defence.options))
     extra["defence"] = form
+    extra["eval_batch_size"] = result.batch_size  # what ran, if memory halved the batch
     timings = attack_timings(len(evaluated), result) | {"n_evaluated": len(evaluated)}
     return metrics, timings, extra

@@ -16,6 +16,7 @@ from dfjax.batches import padded_batches
 from dfjax.config import TrainSpec
 from dfjax.data.base import Split
 from dfjax.losses import cross_entropy, predicted_class
+from dfjax.numerics import NonFiniteError, all_finite, first_nonfinite_index
 from dfjax.training.base import Recipe
 from dfjax.training.recipes import build_recipe
 from dfjax.xla import jit as dfjax_jit
@@ -51,7 +52,9 @@ def _per_example_value_and_grad(loss: Callable, variables, params, x, y, key, pr
 def make_train_step(recipe: Recipe, optimizer: optax.GradientTransformation) -> Callable:
     """The compiled step (variables, opt_state, images_u8 [b, h, w, c], y [b], key,
     progress) -> (variables, opt_state, loss, number correct). `optimizer` must start
-    with `recipe.gradient_transform` (see `make_optimizer`)."""
+    with `recipe.gradient_transform` (see `make_optimizer`). The loss is NaN where any
+    gradient entry is NaN or Inf, so a non-finite loss flags both (`train_detector`
+    checks it)."""
 
     @dfjax_jit
     def train_step(variables, opt_state, images_u8, y, key, progress=0.0):
@@ -64,6 +67,7 @@ def make_train_step(recipe: Recipe, optimizer: optax.GradientTransformation) -> 
             (loss, (logits, state)), grads = jax.value_and_grad(
                 lambda p: recipe.loss(variables, p, x, y, key, progress),
                 has_aux=True)(variables["params"])
+        loss = jnp.where(all_finite(grads), loss, jnp.nan)  # one reduction per leaf
         updates, opt_state = optimizer.update(grads, opt_state, variables["params"])
         params = optax.apply_updates(variables["params"], updates)
         correct = jnp.sum(predicted_class(logits) == y)
@@ -94,6 +98,31 @@ def evaluate(eval_step, variables, split: Split, batch_size: int) -> tuple[float
     return total_loss / n, total_correct / n
 
 
+# The training losses are checked for NaN/Inf in chunks of this many steps, each chunk
+# once the next one is complete (its steps have long finished: the check never waits for
+# the device) and at the end of the epoch; a diverged training stops within 2 chunks.
+NONFINITE_CHECK_STEPS = 32
+
+
+def check_step_losses(step_losses: list, *, epoch: int, first_step: int,
+                      recipe_name: str) -> None:
+    """NonFiniteError naming the epoch (1-based) and step (0-based within the epoch) of the
+    first NaN/Inf among `step_losses` (scalars of steps first_step, first_step + 1, ...;
+    a step's loss is NaN where its gradient was non-finite: `make_train_step`)."""
+    if not step_losses:
+        return
+    values = np.asarray(jnp.stack(step_losses))
+    bad = first_nonfinite_index(values)
+    if bad is None:
+        return
+    earlier = values[:bad]
+    last_finite = f"; the step before's loss was {earlier[-1]:.6g}" if len(earlier) else ""
+    raise NonFiniteError(
+        f"training {recipe_name} diverged: the training loss or its gradient is NaN/Inf "
+        f"at epoch {epoch}, step {first_step + bad}{last_finite}",
+        what="training loss or gradient", epoch=epoch, step=first_step + bad)
+
+
 def train_detector(
     model: nn.Module, train: Split, validation: Split, spec: TrainSpec, *, key: jax.Array,
     on_epoch: Callable[[dict], None] | None = None, initial_variables: dict | None = None,
@@ -107,6 +136,10 @@ def train_detector(
     dfjax.models.pretrained) fine-tunes from it, as does `initial_variables` (the
     runner's warm start from a cached detector). Shuffling uses fold_in(key, epoch):
     same key, same weights.
+
+    Raises NonFiniteError (dfjax.numerics) naming the epoch and step where the training
+    loss or a gradient first became NaN/Inf (checked in chunks of NONFINITE_CHECK_STEPS),
+    or the epoch after which the validation loss is not finite.
     """
     if len(train) < spec.batch_size:
         raise ValueError(f"{len(train)} training examples < batch size {spec.batch_size}")
@@ -131,6 +164,7 @@ def train_detector(
         epoch_key = jax.random.fold_in(key, epoch + 1)
         order = np.asarray(jax.random.permutation(epoch_key, len(train)))
         loss_sum, correct_sum = jnp.zeros(()), jnp.zeros(())  # on device: no per-step sync
+        chunk, previous_chunk = [], []  # step losses, checked for NaN/Inf a chunk late
         for step in range(steps_per_epoch):
             idx = np.sort(order[step * spec.batch_size:(step + 1) * spec.batch_size])
             progress = (epoch * steps_per_epoch + step) / (spec.epochs * steps_per_epoch)
@@ -139,7 +173,21 @@ def train_detector(
                 jax.random.fold_in(epoch_key, step), jnp.float32(progress))
             loss_sum += loss
             correct_sum += correct
+            chunk.append(loss)
+            if len(chunk) == NONFINITE_CHECK_STEPS or step + 1 == steps_per_epoch:
+                check_step_losses(previous_chunk, epoch=epoch + 1,
+                                  first_step=step + 1 - len(chunk) - len(previous_chunk),
+                                  recipe_name=spec.recipe)
+                chunk, previous_chunk = [], chunk
+        check_step_losses(previous_chunk, epoch=epoch + 1,
+                          first_step=steps_per_epoch - len(previous_chunk),
+                          recipe_name=spec.recipe)
         val_loss, val_accuracy = evaluate(eval_step, variables, validation, 256)
+        if not np.isfinite(val_loss):
+            raise NonFiniteError(
+                f"training {spec.recipe}: validation loss is {val_loss} after epoch {epoch + 1} "
+                "(the detector's logits are NaN or Inf on validation examples)",
+                what="validation loss", epoch=epoch + 1)
         record = {
             "epoch": epoch + 1,
             "train_loss": float(loss_sum) / steps_per_epoch,
