@@ -5,7 +5,8 @@ YNNPACK fusions, which run on one thread: measured on the 2-core Zen3 CI machine
 64x64x16->32 3x3 conv (batch 64) takes 43 ms in YNNPACK whether one or two cores are
 free, and 26 ms in XLA's own (Eigen, multi-threaded) kernels; cnn7's PGD-10 (batch 64,
 128x128, a first version of the fast layers) ran 42.8 img/s without YNNPACK fusions and
-24.1 img/s with them, meso4's 84.1 and 35.1. So on CPU dfjax turns them off (`xla_cpu_experimental_ynn_fusion_type` = "").
+24.1 img/s with them, meso4's 84.1 and 35.1. So on CPU dfjax turns them off
+(`xla_cpu_experimental_ynn_fusion_type` = "").
 dfjax's runner, training loops and benches compile with these options; code that calls
 jax.jit itself gets the same with `dfjax.xla.jit`, or for a whole process with
 `XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=` set before JAX starts.

@@ -12,7 +12,8 @@ from dfjax.config import MatrixConfig
 
 
 def names() -> tuple[str, ...]:
-    return tuple(sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")))
+    return tuple(sorted(m.name for m in pkgutil.iter_modules(__path__)
+                        if not m.name.startswith("_")))
 
 
 def get_config(name: str) -> MatrixConfig:
