@@ -31,9 +31,10 @@ def run_cell(cell: Cell, detector: Detector, test: Split, evaluator: AttackEvalu
     (see dfjax.metrics.cell.cell_metrics; timings["n_evaluated"]: the examples actually
     evaluated, fewer than cell.n_eval where the test split is smaller;
     extra["eval_batch_size"]: the batch the attack ran at, smaller than `batch_size` where
-    the machine's memory halved it). The cell's key is cell_key(seed, cell_id). extra["examples"] (per-example fake probabilities,
-    dfjax.metrics.examples.per_example) and extra["gallery"] (a few adversarial examples
-    as PNG) are for the store's examples and gallery tables, not its JSON column.
+    the machine's memory halved it). The cell's key is cell_key(seed, cell_id).
+    extra["examples"] (per-example fake probabilities, dfjax.metrics.examples.per_example)
+    and extra["gallery"] (a few adversarial examples as PNG) are for the store's examples
+    and gallery tables, not its JSON column.
     validation: clean examples a detecting defence fits its threshold on (required by
     those; the same subset rule as the test examples)."""
     evaluated = evaluation_subset(test, cell.n_eval, cell.seed)
