@@ -262,7 +262,7 @@ def _entry_row(entry: Entry, attacks: list[str], norm: str, eps: float) -> str:
                     for m in entry.marks)
     link = f'<a href="detectors/{esc(entry.slug)}.html">{esc(entry.model)}</a>{marks}'
     cells = [td(link, entry.model, cls="text", raw=True),
-             td(entry.training, entry.training, cls="text"),
+             td(_short(entry.training), entry.training, cls="text", title=entry.training),
              td(entry.defence, entry.defence, cls="text")]
     for name in ("clean_accuracy", "clean_roc_auc"):
         value = clean_metric(entry, name)
@@ -307,6 +307,13 @@ def _entry_row(entry: Entry, attacks: list[str], norm: str, eps: float) -> str:
     text = " · ".join(f"{k}: {v}" for k, v in facts.items())
     cells.append(td(f"<small>{esc(text)}</small>", text, cls="text", raw=True))
     return f'<tr data-slug="{esc(entry.slug)}">' + "".join(cells) + "</tr>"
+
+
+def _short(label: str) -> str:
+    """A recipe label without its options (`pgd_at[eps=...]` -> `pgd_at[...]`); the full
+    label is the cell's tooltip and what filtering and sorting use."""
+    name, _, options = label.partition("[")
+    return f"{name}[…]" if options else name
 
 
 def index_html(rows: list[dict[str, Any]]) -> str:

@@ -29,6 +29,6 @@ def write_report(store: Store, out: Path) -> list[Path]:
     for name, text in files.items():
         (out / name).write_text(text)
     written = [out / "results.csv", out / "results.json", *(out / n for n in files)]
-    written += plot_robustness_curves(rows, out)
+    written += plot_robustness_curves(store.rows(), out)  # with extra_json: the traces
     written += write_leaderboard(store, out / "leaderboard")
     return written

@@ -220,6 +220,6 @@ def test_user_benchmarked_detector_is_a_row_like_any_other(store):
     table = board_tables(index_html(load_rows(store)))[0]
     assert table_models(table) == ["cnn7", "cnn7", "cnn6", "meso4", "cnn7"]  # 0.5 0.45 ...
     user_row = table.split("<tr ")[2]
-    assert "<td data-v=\"user\" class=\"text\">user</td>" in user_row
+    assert "<td data-v=\"user\" class=\"text\" title=\"user\">user</td>" in user_row
     assert "the user&#x27;s own (dfjax.benchmark)" in user_row
     assert '<td>–</td>' in user_row  # parameters unknown
