@@ -223,3 +223,19 @@ def test_user_benchmarked_detector_is_a_row_like_any_other(store):
     assert "<td data-v=\"user\" class=\"text\" title=\"user\">user</td>" in user_row
     assert "the user&#x27;s own (dfjax.benchmark)" in user_row
     assert '<td>–</td>' in user_row  # parameters unknown
+
+
+def test_whole_report_regenerates_byte_identical(written, tmp_path):
+    """Every file `dfjax report` writes from one store (CSV, JSON, Markdown tables, PNG
+    figures, pages) is byte-identical when written again into another folder."""
+    from dfjax.reporting.report import write_report
+
+    path, _ = written
+    with Store(path) as store:
+        first = write_report(store, tmp_path / "a")
+        second = write_report(store, tmp_path / "b")
+    assert len(first) > len(RESULTS) + 8
+    assert [p.relative_to(tmp_path / "a") for p in first] == [
+        p.relative_to(tmp_path / "b") for p in second]
+    for a, b in zip(first, second):
+        assert a.read_bytes() == b.read_bytes(), a.name
