@@ -32,6 +32,8 @@ environment (read by dfjax.settings; a command-line option wins over it):
   DFJAX_DATA_DIR        prepared datasets (default ~/.cache/dfjax/data)
   DFJAX_CHECKPOINT_DIR  trained detectors (default ~/.cache/dfjax/checkpoints)
   DFJAX_CPU_DEVICES     JAX CPU devices to split attack batches across (default: one per core)
+  DFJAX_COMPILE_CACHE_DIR  compiled XLA programs kept by `dfjax run` (default
+                        ~/.cache/dfjax/xla; "off": none)
 """
 
 
@@ -42,7 +44,7 @@ def cmd_run(args) -> int:
     from dfjax.runner import ConfigError, expand, run_matrix
     from dfjax.runner.expand import override, parse_only
     from dfjax.store import Store
-    from dfjax.xla import use_cpu_cores
+    from dfjax.xla import use_compile_cache, use_cpu_cores
 
     show_progress_bars(not args.no_progress)
     try:
@@ -54,6 +56,8 @@ def cmd_run(args) -> int:
     except (ConfigError, ValueError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    cache_dir = None if args.no_compile_cache else settings.compile_cache_dir(args.compile_cache)
+    cache = use_compile_cache(cache_dir) if cache_dir is not None else None
     start = time.perf_counter()
     with Store(args.store) as store:
         summary = run_matrix(config, store, only=only,
@@ -66,6 +70,8 @@ def cmd_run(args) -> int:
           f"stored, {summary.failed} failed")
     print(f"time: data {s['data']:.1f} s, training {s['training']:.1f} s, attacks "
           f"{s['attacks']:.1f} s, total {total:.1f} s")
+    if cache is not None:
+        print(cache.summary())
     for cell_id, error in summary.failures:
         print(f"  failed {cell_id}: {error}")
     for label, count, _ in summary.unavailable:  # the full message was logged before the run
@@ -277,6 +283,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--checkpoint-dir", type=Path, default=None, metavar="DIR",
                      help="where trained detectors are cached (default: "
                           "$DFJAX_CHECKPOINT_DIR, else ~/.cache/dfjax/checkpoints)")
+    run.add_argument("--compile-cache", type=Path, default=None, metavar="DIR",
+                     help="XLA's persistent compilation cache: a second run loads compiled "
+                          "programs instead of compiling (default: "
+                          "$DFJAX_COMPILE_CACHE_DIR, else ~/.cache/dfjax/xla)")
+    run.add_argument("--no-compile-cache", action="store_true",
+                     help="compile everything anew, keeping nothing on disk")
     run.add_argument("--no-progress", action="store_true",
                      help="print no progress bars (dfjax's or tensorflow-datasets')")
     run.set_defaults(func=cmd_run)

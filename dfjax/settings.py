@@ -8,6 +8,8 @@ Python API works without arguments; no other module reads the environment.
     DFJAX_CHECKPOINT_DIR  trained detectors          (default ~/.cache/dfjax/checkpoints)
     DFJAX_CPU_DEVICES     JAX CPU devices to split attack batches across (default: the
                           cores this process may run on; see dfjax/xla.py)
+    DFJAX_COMPILE_CACHE_DIR  XLA's persistent compilation cache for `dfjax run`
+                          (default ~/.cache/dfjax/xla; "off" disables it)
 
 Example:
     >>> from dfjax import settings
@@ -40,6 +42,14 @@ def checkpoint_dir(explicit: Path | str | None = None) -> Path:
     """Where trained detectors are cached: `explicit`, else $DFJAX_CHECKPOINT_DIR, else
     ~/.cache/dfjax/checkpoints."""
     return _path(explicit, "DFJAX_CHECKPOINT_DIR", CACHE_DIR / "checkpoints")
+
+
+def compile_cache_dir(explicit: Path | str | None = None) -> Path | None:
+    """Where `dfjax run` keeps compiled XLA programs between processes: `explicit`, else
+    $DFJAX_COMPILE_CACHE_DIR, else ~/.cache/dfjax/xla; None when the setting is "off"."""
+    if explicit is None and os.environ.get("DFJAX_COMPILE_CACHE_DIR", "").strip() == "off":
+        return None
+    return _path(explicit, "DFJAX_COMPILE_CACHE_DIR", CACHE_DIR / "xla")
 
 
 def cpu_device_count(explicit: int | None = None) -> int:

@@ -1,9 +1,15 @@
 """Shared fixtures. Tests run with rank promotion as an error (STYLE.md: strict tests)."""
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+
+# In-process `dfjax run` calls keep no compiled programs on disk (tests/test_xla.py tests
+# the cache itself, in subprocesses with their own folder).
+os.environ["DFJAX_COMPILE_CACHE_DIR"] = "off"
 
 from dfjax.xla import use_cpu_cores
 

@@ -60,3 +60,18 @@ def test_only_settings_reads_the_environment():
     readers = sorted(str(path.relative_to(ROOT)) for path in (ROOT / "dfjax").rglob("*.py")
                      if re.search(r"os\.environ|getenv", path.read_text()))
     assert readers == ["dfjax/settings.py"]
+
+
+def test_compile_cache_dir_explicit_env_default_and_off(monkeypatch, tmp_path):
+    """An explicit folder wins; else $DFJAX_COMPILE_CACHE_DIR; "off" gives None (no cache);
+    unset gives ~/.cache/dfjax/xla."""
+    from dfjax import settings
+
+    monkeypatch.setenv("DFJAX_COMPILE_CACHE_DIR", str(tmp_path / "env"))
+    assert settings.compile_cache_dir(tmp_path / "x") == tmp_path / "x"
+    assert settings.compile_cache_dir() == tmp_path / "env"
+    monkeypatch.setenv("DFJAX_COMPILE_CACHE_DIR", "off")
+    assert settings.compile_cache_dir() is None
+    assert settings.compile_cache_dir(tmp_path / "x") == tmp_path / "x"
+    monkeypatch.delenv("DFJAX_COMPILE_CACHE_DIR")
+    assert settings.compile_cache_dir() == settings.CACHE_DIR / "xla"

@@ -101,3 +101,27 @@ def test_split_attack_equals_the_unsplit_one(tiny_model, batch, attack, options)
     assert (len(split.devices), len(single.devices)) == (2, 1)
     np.testing.assert_allclose(split(*args), single(*args), rtol=0, atol=1e-6)
     assert not np.array_equal(split(*args), x)  # the attack moved the images
+
+
+def test_a_second_run_loads_every_program_from_the_compile_cache(tmp_path):
+    """Two `dfjax run` processes on the same smoke cells with one --compile-cache folder
+    (fresh stores, the detector cached by the first): the second compiles nothing and
+    stores nothing new, it loads every program, and says how many seconds that saved."""
+    import re
+    import subprocess
+    import sys
+
+    outputs = []
+    for i in (1, 2):
+        done = subprocess.run(
+            [sys.executable, "-m", "dfjax.cli", "run", "--config", "smoke", "--only",
+             "attack=fgsm", "--store", str(tmp_path / f"s{i}.sqlite"), "--no-progress",
+             "--data-dir", str(tmp_path / "data"), "--checkpoint-dir", str(tmp_path / "ckpt"),
+             "--compile-cache", str(tmp_path / "xla")],
+            capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+        outputs.append(re.search(r"(\d+) programs loaded, (\d+) compiled and stored, "
+                                 r"([\d.]+) s of compiling saved", done.stdout).groups())
+    (loaded1, compiled1, _), (loaded2, compiled2, saved2) = outputs
+    assert int(compiled1) > 0
+    assert int(compiled2) == 0 and int(loaded2) > 0 and float(saved2) > 0
