@@ -111,6 +111,8 @@ def test_a_second_run_loads_every_program_from_the_compile_cache(tmp_path):
     import subprocess
     import sys
 
+    from dfjax.store import Store
+
     outputs = []
     for i in (1, 2):
         done = subprocess.run(
@@ -125,3 +127,7 @@ def test_a_second_run_loads_every_program_from_the_compile_cache(tmp_path):
     (loaded1, compiled1, _), (loaded2, compiled2, saved2) = outputs
     assert int(compiled1) > 0
     assert int(compiled2) == 0 and int(loaded2) > 0 and float(saved2) > 0
+    metrics = [{(r["cell_id"], k): v for r in Store(tmp_path / f"s{i}.sqlite").rows()
+                for k, v in r.items() if k == "robust_accuracy" or k.startswith("adv_")}
+               for i in (1, 2)]
+    assert metrics[0] and metrics[0] == metrics[1]  # loaded programs compute the same
