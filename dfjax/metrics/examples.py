@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 
 from dfjax.losses import fake_probability
+from dfjax.metrics.robustness import robust_flags
 
 GALLERY_SIZE = 4
 
@@ -40,11 +41,10 @@ def gallery(examples: dict[str, np.ndarray], images: np.ndarray, x_adv: np.ndarr
     0.5 + (x_adv - x) / (2 eps). Empty for eps = 0 (nothing to show)."""
     if eps <= 0:
         return []
-    fake = examples["label"] == 1
-    clean_ok = (examples["p_fake_clean"] > 0.5) == fake
-    adv_ok = (examples["p_fake_adv"] > 0.5) == fake
+    clean_ok = robust_flags(examples["label"], examples["p_fake_clean"])
+    adv_ok = robust_flags(examples["label"], examples["p_fake_adv"])
     flipped = np.flatnonzero(clean_ok & ~adv_ok)
-    order = np.concatenate([flipped, np.setdiff1d(np.arange(len(fake)), flipped)])[:size]
+    order = np.concatenate([flipped, np.setdiff1d(np.arange(len(clean_ok)), flipped)])[:size]
     out = []
     for i in order:
         delta = 0.5 + (x_adv[i] - images[i]) / (2 * eps)

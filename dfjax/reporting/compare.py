@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from dfjax.metrics.robustness import robust_flags
 from dfjax.store import EXAMPLE_KEYS, Store
 
 CONFIDENCE = 0.95
@@ -239,9 +240,9 @@ def _run_from_json(path: Path) -> Run:
 
 # pairing -----------------------------------------------------------------------------
 def _correct(examples: dict[str, np.ndarray], which: str) -> np.ndarray:
-    """Correct per example: predicted fake (p_fake > 0.5; a tie is argmax's 'real', as
-    dfjax.losses.predicted_class decides) exactly when the label is fake."""
-    return (np.asarray(examples[f"p_fake_{which}"]) > 0.5) == (np.asarray(examples["label"]) == 1)
+    """Correct per example, as the cell's own metrics count it (robust_flags: predicted fake,
+    p_fake > 0.5, exactly when the label is fake)."""
+    return robust_flags(examples["label"], examples[f"p_fake_{which}"])
 
 
 def _dataset_version(row: dict[str, Any]) -> str | None:
