@@ -44,7 +44,7 @@ from dfjax.config import AttackSpec, Cell, DatasetSpec, DefenceSpec, ModelSpec, 
 from dfjax.data import DATASETS, DatasetSplits, Split, load_dataset
 from dfjax.defences import DEFENCES
 from dfjax.metrics.robustness import robust_flags
-from dfjax.models import MODELS
+from dfjax.models import MODELS, count_parameters
 from dfjax.registry import UnknownNameError
 from dfjax.runner.environment import environment, provenance
 from dfjax.runner.pipeline import run_cell
@@ -252,12 +252,6 @@ def _checked_specs(name, dataset, defence, attacks, norm, eps, n_examples, batch
     return dataset, defence, specs
 
 
-def _parameter_count(variables) -> int:
-    """The number of trainable numbers: the `params` collection's, else every variable's."""
-    tree = variables.get("params", variables) if isinstance(variables, Mapping) else variables
-    return sum(int(jnp.size(leaf)) for leaf in jax.tree.leaves(tree))
-
-
 def _split_across_cores() -> None:
     """One JAX CPU device per core (dfjax.xla.use_cpu_cores), if JAX has not started."""
     try:
@@ -338,7 +332,7 @@ def benchmark(
                                                batch_size, validation=splits.validation)
             timings["wall_time"] = time.perf_counter() - start
             if form == "flax_module":  # the leaderboard's parameter count (rows of run
-                metrics["parameters"] = float(_parameter_count(variables))  # cells lack it)
+                metrics["parameters"] = float(count_parameters(variables))  # cells lack it)
             examples, gallery = extra.pop("examples"), extra.pop("gallery", None)
             extra["user_detector"] = {"name": name, "form": form}
             env = environment() | provenance(splits, user_detector) | {"detector_source": "user"}

@@ -15,7 +15,7 @@ from typing import Any
 import flax.linen as nn
 
 from dfjax.config import ModelSpec
-from dfjax.models._common import Normalize, make_logits_fn, max_pool_2x2
+from dfjax.models._common import Normalize, count_parameters, make_logits_fn, max_pool_2x2
 from dfjax.models.cnn6 import CNN6
 from dfjax.models.cnn7 import CNN7
 from dfjax.models.gan import DCGANDiscriminator, DCGANGenerator
@@ -107,6 +107,7 @@ __all__ = [
     "ResNet",
     "Xception",
     "build_model",
+    "count_parameters",
     "make_logits_fn",
     "max_pool_2x2",
 ]

@@ -4,10 +4,12 @@ models/_cpu_kernels.py."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from dfjax.types import Images, Logits
@@ -53,3 +55,9 @@ def make_logits_fn(model: nn.Module, variables: Any) -> Callable[[Images], Logit
 
     return logits_fn
 
+
+def count_parameters(variables: Any) -> int:
+    """The trainable numbers of a Flax variables tree: its `params` collection's leaves,
+    else every leaf (arrays or `jax.ShapeDtypeStruct`s from `jax.eval_shape`)."""
+    tree = variables.get("params", variables) if isinstance(variables, Mapping) else variables
+    return sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(tree))

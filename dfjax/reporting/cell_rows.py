@@ -91,3 +91,13 @@ def revision_warning(cells: list[dict[str, Any]]) -> str | None:
     if not problems:
         return None
     return "This board " + " and ".join(problems) + ": its rows may not be comparable."
+
+
+def worst_cell(cells: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The cell behind the worst-case number of `cells` (one budget and n): the `auto`
+    ensemble's where it ran, else the attack with the lowest robust accuracy; None when
+    no cell succeeded with a robust accuracy."""
+    ok = [c for c in cells if c["status"] == "ok"
+          and number(c.get("robust_accuracy")) is not None]
+    pool = [c for c in ok if is_auto(c)] or ok
+    return min(pool, key=lambda c: (c["robust_accuracy"], c["attack"])) if pool else None

@@ -10,22 +10,13 @@ from typing import Any
 
 from dfjax.reporting import figures
 from dfjax.reporting._html import esc, fmt, img, page
-from dfjax.reporting.cell_rows import detector_name, is_auto, number, provenance, revision_warning
+from dfjax.reporting.cell_rows import (
+    detector_name, number, provenance, revision_warning, worst_cell)
 from dfjax.reporting.tables import SANITY_FLAGS, fired_flags
 from dfjax.store import Store
 
 STANDARD_DELTA = 8.0  # the gallery shows this budget (delta, 1/255 units) where it ran
 CERTIFIED_PREFIX = "certified_accuracy_l2_"
-
-
-def _worst_cell(cells: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The cell behind the worst-case number of `cells` (one eps and n): auto where it
-    ran, else the attack with the lowest robust accuracy."""
-    ok = [c for c in cells if c["status"] == "ok"
-          and number(c.get("robust_accuracy")) is not None]
-    auto = [c for c in ok if is_auto(c)]
-    pool = auto or ok
-    return min(pool, key=lambda c: (c["robust_accuracy"], c["attack"])) if pool else None
 
 
 def detector_html(store: Store, cells: list[dict[str, Any]],
@@ -96,7 +87,7 @@ def _roc_section(store: Store, ok: list[dict[str, Any]]) -> str:
             by_budget[(c["n_examples"], c["norm"], c["eps"])].append(c)
     images = []
     for (n, norm, eps), group in sorted(by_budget.items()):
-        cell = _worst_cell(group)
+        cell = worst_cell(group)
         if cell is not None:
             images.append(img(figures.roc_png(store.examples(cell["cell_id"])),
                                f"ROC clean vs attacked: {cell['attack']}, {norm}, delta "
@@ -136,7 +127,7 @@ def _gallery_section(store: Store, ok: list[dict[str, Any]]) -> str:
     budgets = sorted({(c["n_examples"], c["norm"], c["eps"]) for c in attacked},
                      key=lambda b: (abs(b[2] * 255 - STANDARD_DELTA) > 1e-6, -b[2], b))
     for budget in budgets:
-        cell = _worst_cell([c for c in attacked
+        cell = worst_cell([c for c in attacked
                             if (c["n_examples"], c["norm"], c["eps"]) == budget])
         entries = store.gallery(cell["cell_id"]) if cell else []
         if entries:

@@ -38,6 +38,7 @@ from dfjax.reporting.cell_rows import (
     number,
     provenance,
     revision_warning,
+    worst_cell,
 )
 from dfjax.reporting.detector_page import CERTIFIED_PREFIX, detector_html
 from dfjax.reporting.tables import SANITY_FLAGS, fired_flags
@@ -108,14 +109,13 @@ def worst_case(entry: Entry) -> tuple[float | None, str]:
     """(robust accuracy, label): the `auto` ensemble's where it ran (label 'auto'), else
     the minimum over the attacks run (label 'min of k attacks'); (None, '') with no
     successful cell."""
-    scored = [(number(c.get("robust_accuracy")), c) for c in entry.ok]
-    scored = [(v, c) for v, c in scored if v is not None]
-    auto = [v for v, c in scored if is_auto(c)]
-    if auto:
-        return min(auto), "auto"
-    if not scored:
+    cell = worst_cell(entry.cells)
+    if cell is None:
         return None, ""
-    return min(v for v, _ in scored), f"min of {len(scored)} attack{'s' * (len(scored) > 1)}"
+    if is_auto(cell):
+        return cell["robust_accuracy"], "auto"
+    k = sum(number(c.get("robust_accuracy")) is not None for c in entry.ok)
+    return cell["robust_accuracy"], f"min of {k} attack{'s' * (k > 1)}"
 
 
 def best_known(entry: Entry) -> tuple[float | None, str]:
@@ -216,17 +216,16 @@ def parameter_count(entry: Entry) -> int | None:
 def _count_parameters(model_json: str, image_size: int) -> int:
     import jax
     import jax.numpy as jnp
-    import numpy as np
 
     from dfjax.config import ModelSpec
-    from dfjax.models import build_model
+    from dfjax.models import build_model, count_parameters
 
     spec = json.loads(model_json)
     module = build_model(ModelSpec(name=spec["name"], num_logits=spec.get("num_logits", 2),
                                    options=spec.get("options") or {}))
     x = jax.ShapeDtypeStruct((1, image_size, image_size, 3), jnp.float32)
     shapes = jax.eval_shape(lambda x: module.init(jax.random.key(0), x, train=False), x)
-    return sum(int(np.prod(p.shape)) for p in jax.tree.leaves(shapes["params"]))
+    return count_parameters(shapes)
 
 
 # --- HTML ---------------------------------------------------------------------------

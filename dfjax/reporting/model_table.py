@@ -20,7 +20,7 @@ import numpy as np
 
 from dfjax.config import ModelSpec
 from dfjax.losses import cross_entropy
-from dfjax.models import build_model
+from dfjax.models import build_model, count_parameters
 from dfjax.xla import jit as dfjax_jit
 
 
@@ -42,7 +42,7 @@ def model_stats(name: str, image_size: int, batch: int = 64, *, runs: int = 3,
     x = jnp.full((batch, image_size, image_size, 3), 0.5, jnp.float32)
     y = jnp.zeros((batch,), jnp.int32)
     variables = model.init(jax.random.key(0), x[:1], train=False)
-    params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(variables["params"]))
+    params = count_parameters(variables)
     forward = dfjax_jit(lambda v, x: model.apply(v, x, train=False))
     plain = model.clone(fast=False) if hasattr(model, "fast") else model
     cost = dfjax_jit(lambda v, x: plain.apply(v, x, train=False)).lower(
