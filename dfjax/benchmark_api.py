@@ -47,7 +47,7 @@ from dfjax.metrics.robustness import robust_flags
 from dfjax.models import MODELS, count_parameters
 from dfjax.registry import UnknownNameError
 from dfjax.runner.environment import environment, provenance
-from dfjax.runner.pipeline import run_cell
+from dfjax.runner.pipeline import run_cell, store_cell
 from dfjax.store import Store
 from dfjax.training.detectors import Detector
 from dfjax.xla import use_cpu_cores
@@ -93,7 +93,7 @@ def _user_arrays(images, labels) -> tuple[DatasetSpec, DatasetSplits]:
     n = len(images)
     test = Split(images, labels.astype(np.int32), np.arange(n, dtype=np.int64),
                  np.zeros(n, np.int32))
-    empty = Split(images[:0], test.labels[:0], test.groups[:0], test.frames[:0])
+    empty = test.take(0)
     return spec, DatasetSplits(empty, empty, test, info={"version": "user"})
 
 
@@ -333,12 +333,10 @@ def benchmark(
             timings["wall_time"] = time.perf_counter() - start
             if form == "flax_module":  # the leaderboard's parameter count (rows of run
                 metrics["parameters"] = float(count_parameters(variables))  # cells lack it)
-            examples, gallery = extra.pop("examples"), extra.pop("gallery", None)
             extra["user_detector"] = {"name": name, "form": form}
             env = environment() | provenance(splits, user_detector) | {"detector_source": "user"}
-            results.put(cell, status="ok", metrics=metrics, timings=timings, extra=extra,
-                        env=env, examples=examples, gallery=gallery)
-            rows[spec.label()] = (cell, metrics, timings, examples)
+            store_cell(results, cell, metrics, timings, extra, env)
+            rows[spec.label()] = (cell, metrics, timings, extra["examples"])
     return _result(name, rows, Path(store))
 
 

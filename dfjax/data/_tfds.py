@@ -189,7 +189,7 @@ class NestedSubset:
             if len(s) and not len(i):
                 raise ValueError(f"{name}: the {split} split keeps no example at "
                                  f"num_examples={num_examples}; ask for more")
-            taken[split] = Split(s.images[i], s.labels[i], s.groups[i], s.frames[i])
+            taken[split] = s.select(i)
         return DatasetSplits(**taken, info=dict(splits.info))
 
 

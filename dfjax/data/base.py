@@ -45,7 +45,13 @@ class Split:
         return self.images[start:stop].astype(np.float32) / 255.0
 
     def take(self, n: int) -> Split:
-        return Split(self.images[:n], self.labels[:n], self.groups[:n], self.frames[:n])
+        """The first n examples."""
+        return self.select(slice(0, n))
+
+    def select(self, indices: np.ndarray | slice) -> Split:
+        """The examples at `indices` (an int array or a slice), in that order."""
+        return Split(self.images[indices], self.labels[indices], self.groups[indices],
+                     self.frames[indices])
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,9 +10,7 @@ from dfjax.data.base import Split
 def evaluation_subset(split: Split, n_eval: int, seed: int) -> Split:
     """The examples every cell of a detector is evaluated on (seeded, so the same for all):
     `split` at `evaluation_indices(split, n_eval, seed)`."""
-    order = evaluation_indices(split, n_eval, seed)
-    return Split(split.images[order], split.labels[order], split.groups[order],
-                 split.frames[order])
+    return split.select(evaluation_indices(split, n_eval, seed))
 
 
 def evaluation_indices(split: Split, n_eval: int, seed: int) -> np.ndarray:

@@ -24,7 +24,7 @@ from dfjax.data import load_dataset, missing_data
 from dfjax.data.base import DatasetSplits
 from dfjax.runner.environment import environment, provenance
 from dfjax.runner.expand import expand
-from dfjax.runner.pipeline import run_cell
+from dfjax.runner.pipeline import run_cell, store_cell
 from dfjax.store import Store
 from dfjax.training.detectors import Detector, get_detector
 
@@ -153,10 +153,8 @@ def run_matrix(
                                                    config.eval_batch_size,
                                                    validation=splits.validation)
             timings["wall_time"] = time.perf_counter() - start
-            examples, gallery = extra.pop("examples", None), extra.pop("gallery", None)
-            store.put(cell, status="ok", metrics=metrics, timings=timings, extra=extra,
-                      env=environment() | provenance(splits, detector),
-                      examples=examples, gallery=gallery)
+            store_cell(store, cell, metrics, timings, extra,
+                       env=environment() | provenance(splits, detector))
             summary.done += 1
         except Exception as e:  # stored as failed, with its error; the run goes on
             error = f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=5)}"

@@ -22,6 +22,7 @@ from dfjax.metrics.cell import attack_timings, cell_metrics
 from dfjax.metrics.examples import gallery, per_example
 from dfjax.models import make_logits_fn
 from dfjax.rng import cell_key
+from dfjax.store import Store
 from dfjax.training.detectors import Detector
 
 
@@ -37,8 +38,8 @@ def run_cell(cell: Cell, detector: Detector, test: Split, evaluator: AttackEvalu
     and gallery tables, not its JSON column.
     validation: clean examples a detecting defence fits its threshold on (required by
     those; the same subset rule as the test examples)."""
-    evaluated = evaluation_subset(test, cell.n_eval, cell.seed)
     indices = evaluation_indices(test, cell.n_eval, cell.seed)
+    evaluated = test.select(indices)  # evaluation_subset(test, cell.n_eval, cell.seed)
     if len(evaluated) == 0:
         raise ValueError(f"dataset {cell.dataset.name} has no test examples")
     defence = DEFENCES.get(cell.defence.name)
@@ -88,3 +89,14 @@ def run_cell(cell: Cell, detector: Detector, test: Split, evaluator: AttackEvalu
     extra["eval_batch_size"] = result.batch_size  # what ran, if memory halved the batch
     timings = attack_timings(len(evaluated), result) | {"n_evaluated": len(evaluated)}
     return metrics, timings, extra
+
+
+def store_cell(store: Store, cell: Cell, metrics: dict, timings: dict, extra: dict,
+               env: dict) -> None:
+    """Store what `run_cell` returned as the cell's 'ok' row: extra["examples"] and
+    extra["gallery"] go to the store's examples and gallery tables, the rest of `extra`
+    to the row's JSON."""
+    blobs = ("examples", "gallery")
+    store.put(cell, status="ok", metrics=metrics, timings=timings, env=env,
+              extra={k: v for k, v in extra.items() if k not in blobs},
+              examples=extra.get("examples"), gallery=extra.get("gallery"))
