@@ -326,7 +326,8 @@ def benchmark(
     with Store(store) as results:
         for spec in specs:
             cell = Cell(dataset=dataset, model=model_spec, training=USER_TRAINING,
-                        defence=defence, attack=spec, n_eval=n_examples, seed=seed)
+                        defence=defence, attack=spec, n_eval=n_examples, seed=seed,
+                        eval_batch_size=batch_size)
             start = time.perf_counter()
             metrics, timings, extra = run_cell(cell, user_detector, splits.test, evaluator,
                                                batch_size, validation=splits.validation)

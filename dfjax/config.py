@@ -141,8 +141,33 @@ class AttackSpec(_Spec):
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class SourceSpec:
+    """The detector a transfer cell crafts its adversarial examples on (white-box to it,
+    black-box to the cell's own detector, the target): trained on `dataset` (which must be
+    the target's) with `model` and `training`."""
+
+    dataset: DatasetSpec
+    model: ModelSpec
+    training: TrainSpec
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"dataset": self.dataset.to_dict(), "model": self.model.to_dict(),
+                "training": self.training.to_dict()}
+
+    def canonical(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), default=str)
+
+    def label(self) -> str:
+        return f"{self.model.label()}/{self.training.label()}"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Cell:
-    """One point of the matrix; every result row belongs to exactly one cell."""
+    """One point of the matrix; every result row belongs to exactly one cell.
+
+    eval_batch_size: the batch the attack runs at; part of the id, since batches draw
+    their random starts from the cell's key. source: for a transfer cell, the detector
+    the adversarial examples are crafted on (None: white-box, crafted on the cell's own)."""
 
     dataset: DatasetSpec
     model: ModelSpec
@@ -151,6 +176,8 @@ class Cell:
     attack: AttackSpec
     n_eval: int
     seed: int
+    eval_batch_size: int = 128
+    source: SourceSpec | None = None
 
     @property
     def detector_id(self) -> str:
@@ -162,10 +189,24 @@ class Cell:
     def cell_id(self) -> str:
         parts = [self.dataset, self.model, self.training, self.defence, self.attack]
         text = "|".join(s.canonical() for s in parts) + f"|n={self.n_eval}|seed={self.seed}"
+        text += f"|batch={self.eval_batch_size}"
+        if self.source is not None:
+            text += f"|source={self.source.canonical()}"
         return hashlib.sha256(text.encode()).hexdigest()[:20]
 
+    def source_cell(self) -> Cell:
+        """A transfer cell's white-box counterpart on its source: the source detector
+        behind no defence, attacked with the same attack, budget, examples, batch and seed.
+        Its key is the key the transfer cell crafts with, so a transfer from a detector to
+        itself is that detector's white-box cell."""
+        if self.source is None:
+            raise ValueError("source_cell: not a transfer cell")
+        return dataclasses.replace(self, dataset=self.source.dataset, model=self.source.model,
+                                   training=self.source.training, defence=DefenceSpec(),
+                                   source=None)
+
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "dataset": self.dataset.to_dict(),
             "model": self.model.to_dict(),
             "training": self.training.to_dict(),
@@ -173,7 +214,11 @@ class Cell:
             "attack": self.attack.to_dict(),
             "n_eval": self.n_eval,
             "seed": self.seed,
+            "eval_batch_size": self.eval_batch_size,
         }
+        if self.source is not None:
+            out["source"] = self.source.to_dict()
+        return out
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

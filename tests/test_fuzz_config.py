@@ -239,7 +239,7 @@ class DataLoaded(BaseException):
 
 @pytest.fixture()
 def cli_without_data(monkeypatch):
-    from dfjax.runner import local
+    from dfjax.runner import stages as local
 
     def load_dataset(*args, **kwargs):
         raise DataLoaded

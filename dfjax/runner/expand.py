@@ -260,7 +260,7 @@ def expand(config: MatrixConfig, only: Mapping[str, Sequence[str]] | None = None
 def _product_cells(config: MatrixConfig) -> list[Cell]:
     cells = [
         Cell(dataset=d, model=m, training=t, defence=df, attack=a,
-             n_eval=config.n_eval, seed=config.seed)
+             n_eval=config.n_eval, seed=config.seed, eval_batch_size=config.eval_batch_size)
         for d, m, t, df, a in itertools.product(
             config.datasets, config.models, config.trainings, config.defences,
             _attack_specs(config))

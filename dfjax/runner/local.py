@@ -1,5 +1,6 @@
-"""Run a matrix on this machine: load each dataset and detector once, then run every
-cell that uses them through the pipeline (`dfjax.runner.pipeline.run_cell`).
+"""Run a matrix on this machine: one `CellWorker` (dfjax.runner.stages) loads each
+dataset and detector once and runs every cell through the pipeline; this process stores
+each outcome as it comes.
 
 Cells already stored as 'ok' are skipped (a killed run resumes); a cell that raises
 is stored as 'failed' with its error and the run goes on. Before any work, each dataset
@@ -10,23 +11,17 @@ is checked (`dfjax.data.missing_data`): one that is neither prepared nor prepara
 from __future__ import annotations
 
 import dataclasses
-import time
-import traceback
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from dfjax import settings
-from dfjax.attacks.evaluate import AttackEvaluator
 from dfjax.config import Cell, MatrixConfig
-from dfjax.data import load_dataset, missing_data
-from dfjax.data.base import DatasetSplits
-from dfjax.runner.environment import environment, provenance
+from dfjax.data import missing_data
 from dfjax.runner.expand import expand
-from dfjax.runner.pipeline import run_cell, store_cell
+from dfjax.runner.stages import CellOutcome, CellWorker, detector_ids, store_outcome
 from dfjax.store import Store
-from dfjax.training.detectors import Detector, get_detector
 
 
 @dataclasses.dataclass
@@ -47,13 +42,6 @@ class RunSummary:
     def not_run(self) -> int:
         """Cells neither run nor stored because their data is not here."""
         return sum(n for _, n, _ in self.unavailable)
-
-
-def _raise_if_failed(value, what: str):
-    """Cached results may be the exception that building them raised: re-raise it per cell."""
-    if isinstance(value, Exception):
-        raise RuntimeError(f"{what} could not be built: {type(value).__name__}: {value}") from value
-    return value
 
 
 def _drop_unavailable(todo: list[Cell], data_dir: Path, summary: RunSummary,
@@ -80,89 +68,59 @@ def _drop_unavailable(todo: list[Cell], data_dir: Path, summary: RunSummary,
     return [c for c in todo if c.dataset.canonical() in kept]
 
 
-class _Timed:
-    """Adds the seconds of a `with` block to summary.seconds[stage]."""
+def plan(config: MatrixConfig, store: Store, *, only: Mapping[str, Sequence[str]] | None = None,
+         data_dir: Path, log: Callable[[str], None] = print) -> tuple[list[Cell], RunSummary]:
+    """The cells of `config` (validated, `only` applied) still to run: not stored as 'ok',
+    and on data that is here or can be prepared (the rest reported once, see
+    `_drop_unavailable`); and the summary that counts them. Every executor starts here."""
+    cells = expand(config, only)
+    todo = [c for c in cells if not store.has_result(c.cell_id)]
+    summary = RunSummary(total=len(cells), skipped=len(cells) - len(todo))
+    return _drop_unavailable(todo, data_dir, summary, log), summary
 
-    def __init__(self, summary: RunSummary, stage: str):
-        self.summary, self.stage = summary, stage
 
-    def __enter__(self):
-        self.start = time.perf_counter()
-
-    def __exit__(self, *exc):
-        self.summary.seconds[self.stage] += time.perf_counter() - self.start
+def record(summary: RunSummary, outcome: CellOutcome, log: Callable[[str], None]) -> None:
+    """Count a stored outcome in the summary: done or failed, and its seconds per stage."""
+    for stage, seconds in outcome.seconds.items():
+        summary.seconds[stage] += seconds
+    if outcome.status == "ok":
+        summary.done += 1
+        return
+    summary.failed += 1
+    first_line = (outcome.error or "").splitlines()[0] if outcome.error else ""
+    summary.failures.append((outcome.cell.cell_id, first_line))
+    log(f"cell {outcome.cell.attack.label()} eps={outcome.cell.attack.eps:.4g} failed: "
+        f"{first_line.partition(': ')[2] or first_line}")
 
 
 def run_matrix(
     config: MatrixConfig, store: Store, *, only: Mapping[str, Sequence[str]] | None = None,
     data_dir: Path | None = None, checkpoint_dir: Path | None = None, progress: bool = True,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = print, retrain: bool = False,
 ) -> RunSummary:
     """Run every cell of `config` not yet stored; returns what happened and the time split.
 
     data_dir, checkpoint_dir: where datasets and detectors are cached (None:
-    dfjax.settings' defaults)."""
-    cells = expand(config, only)
+    dfjax.settings' defaults). retrain: train the run's detectors afresh instead of
+    loading them from the checkpoint cache."""
     data_dir, checkpoint_dir = settings.data_dir(data_dir), settings.checkpoint_dir(checkpoint_dir)
-    todo = [c for c in cells if not store.has_result(c.cell_id)]
-    summary = RunSummary(total=len(cells), skipped=len(cells) - len(todo))
-    todo = _drop_unavailable(todo, data_dir, summary, log)
-    datasets: dict[str, DatasetSplits | Exception] = {}
-    detectors: dict[str, Detector | Exception] = {}
-    evaluator = AttackEvaluator()
+    todo, summary = plan(config, store, only=only, data_dir=data_dir, log=log)
     bar = tqdm(total=len(todo), disable=not progress, desc=config.name, unit="cell")
 
-    def dataset_of(cell: Cell) -> DatasetSplits:
-        dataset_id = cell.dataset.canonical()
-        if dataset_id not in datasets:
-            bar.set_description(f"data {cell.dataset.name}")
-            with _Timed(summary, "data"):
-                try:
-                    datasets[dataset_id] = load_dataset(cell.dataset, data_dir=data_dir)
-                except Exception as e:  # every cell on this dataset fails with it
-                    datasets[dataset_id] = e
-        return _raise_if_failed(datasets[dataset_id], f"dataset {cell.dataset.label()}")
+    def on_epoch(cell: Cell, h: dict) -> None:
+        bar.set_postfix_str(f"epoch {h['epoch']}/{cell.training.epochs} val acc "
+                            f"{h['val_accuracy']:.3f} ({h['seconds']:.0f} s)")
 
-    def detector_of(cell: Cell, splits: DatasetSplits) -> Detector:
-        if cell.detector_id not in detectors:
-            bar.set_description(f"train {cell.model.label()}/{cell.training.label()}")
-            with _Timed(summary, "training"):
-                try:
-                    d = get_detector(cell, splits, checkpoint_dir=checkpoint_dir, log=log,
-                                     on_epoch=lambda h: bar.set_postfix_str(
-                                         f"epoch {h['epoch']}/{cell.training.epochs} val acc "
-                                         f"{h['val_accuracy']:.3f} ({h['seconds']:.0f} s)"))
-                    store.put_detector(cell.detector_id, {
-                        "dataset": cell.dataset.to_dict(), "model": cell.model.to_dict(),
-                        "training": cell.training.to_dict()}, d.history, d.train_seconds)
-                    detectors[cell.detector_id] = d
-                except Exception as e:  # every cell of this detector fails with it
-                    detectors[cell.detector_id] = e
-        return _raise_if_failed(detectors[cell.detector_id], f"detector {cell.detector_id}")
-
+    worker = CellWorker(data_dir=data_dir, checkpoint_dir=checkpoint_dir, log=log,
+                        retrain=detector_ids(todo) if retrain else (),
+                        status=bar.set_description, on_epoch=on_epoch)
     for cell in todo:
-        start = time.perf_counter()
         bar.set_postfix_str(f"{cell.model.label()}/{cell.training.label()} "
                             f"{cell.attack.label()} delta={cell.attack.delta:g}")
-        try:
-            splits = dataset_of(cell)
-            detector = detector_of(cell, splits)
-            bar.set_description(config.name)
-            with _Timed(summary, "attacks"):
-                metrics, timings, extra = run_cell(cell, detector, splits.test, evaluator,
-                                                   config.eval_batch_size,
-                                                   validation=splits.validation)
-            timings["wall_time"] = time.perf_counter() - start
-            store_cell(store, cell, metrics, timings, extra,
-                       env=environment() | provenance(splits, detector))
-            summary.done += 1
-        except Exception as e:  # stored as failed, with its error; the run goes on
-            error = f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=5)}"
-            store.put(cell, status="failed", error=error,
-                      timings={"wall_time": time.perf_counter() - start}, env=environment())
-            summary.failed += 1
-            summary.failures.append((cell.cell_id, f"{type(e).__name__}: {e}"))
-            log(f"cell {cell.attack.label()} eps={cell.attack.eps:.4g} failed: {e}")
+        outcome = worker.run(cell)
+        bar.set_description(config.name)
+        store_outcome(store, outcome)
+        record(summary, outcome, log)
         bar.update(1)
     bar.close()
     return summary

@@ -27,7 +27,8 @@ from dfjax.training.detectors import Detector
 
 
 def run_cell(cell: Cell, detector: Detector, test: Split, evaluator: AttackEvaluator,
-             batch_size: int, *, validation: Split | None = None) -> tuple[dict, dict, dict]:
+             batch_size: int, *, validation: Split | None = None,
+             source: Detector | None = None) -> tuple[dict, dict, dict]:
     """Attack the cell's evaluation subset of `test`; returns (metrics, timings, extra)
     (see dfjax.metrics.cell.cell_metrics; timings["n_evaluated"]: the examples actually
     evaluated, fewer than cell.n_eval where the test split is smaller;
@@ -37,7 +38,12 @@ def run_cell(cell: Cell, detector: Detector, test: Split, evaluator: AttackEvalu
     and extra["gallery"] (a few adversarial examples as PNG) are for the store's examples
     and gallery tables, not its JSON column.
     validation: clean examples a detecting defence fits its threshold on (required by
-    those; the same subset rule as the test examples)."""
+    those; the same subset rule as the test examples).
+    source: a transfer cell's source detector (`cell.source`), required by those."""
+    if (source is None) != (cell.source is None):
+        raise ValueError("run_cell: a transfer cell needs its source detector, and only it")
+    if source is not None:
+        raise NotImplementedError("transfer cells")
     indices = evaluation_indices(test, cell.n_eval, cell.seed)
     evaluated = test.select(indices)  # evaluation_subset(test, cell.n_eval, cell.seed)
     if len(evaluated) == 0:

@@ -58,8 +58,12 @@ def train_new_detector(model: nn.Module, splits: DatasetSplits, training, *, key
 
 def get_detector(cell: Cell, splits: DatasetSplits, *, checkpoint_dir: Path,
                  log: Callable[[str], None] = print,
-                 on_epoch: Callable[[dict], None] | None = None) -> Detector:
+                 on_epoch: Callable[[dict], None] | None = None,
+                 retrain: set[str] | None = None) -> Detector:
     """Load the detector a cell needs from the content-hash cache, or train and cache it.
+
+    retrain: ids of detectors to train afresh even if cached (`--retrain`); an id is
+    removed from the set once trained and cached, so later calls load that fresh one.
 
     A training with option `warm_start_epochs=N` fine-tunes the `standard` N-epoch
     detector (`warm_start_cell`), itself loaded or trained first. A corrupt checkpoint is
@@ -68,7 +72,8 @@ def get_detector(cell: Cell, splits: DatasetSplits, *, checkpoint_dir: Path,
     key = jax.random.fold_in(jax.random.key(cell.training.seed), 1)
     target = create_variables(model, splits.train.images.shape[1:], key)
     try:
-        cached = load_checkpoint(checkpoint_dir, cell.detector_id, target)
+        cached = (None if retrain and cell.detector_id in retrain
+                  else load_checkpoint(checkpoint_dir, cell.detector_id, target))
     except CorruptCheckpointError as e:
         log(f"corrupt checkpoint, retraining: {e}")
         cached = None
@@ -82,7 +87,7 @@ def get_detector(cell: Cell, splits: DatasetSplits, *, checkpoint_dir: Path,
     initial = None
     if cell.training.option("warm_start_epochs"):  # adversarial fine-tuning
         base = get_detector(warm_start_cell(cell), splits, checkpoint_dir=checkpoint_dir,
-                            log=log, on_epoch=on_epoch)
+                            log=log, on_epoch=on_epoch, retrain=retrain)
         initial = base.variables
     # its seconds are the fine-tuning alone; the base has its own record
     detector = train_new_detector(model, splits, cell.training, key=key, on_epoch=on_epoch,
@@ -92,4 +97,6 @@ def get_detector(cell: Cell, splits: DatasetSplits, *, checkpoint_dir: Path,
                      "trained_at": detector.trained_at,
                      "dataset": cell.dataset.to_dict(), "model": cell.model.to_dict(),
                      "training": cell.training.to_dict()})
+    if retrain:
+        retrain.discard(cell.detector_id)
     return detector

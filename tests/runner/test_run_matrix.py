@@ -68,7 +68,7 @@ def test_rows_carry_provenance_and_per_example_data(tmp_path, dirs):
 
 
 def test_killed_run_resumes_without_losing_or_duplicating(tmp_path, dirs, monkeypatch):
-    import dfjax.runner.local as local
+    import dfjax.runner.stages as local
 
     config = get_config("smoke")
     with Store(tmp_path / "full.sqlite") as store:
@@ -98,7 +98,7 @@ def test_killed_run_resumes_without_losing_or_duplicating(tmp_path, dirs, monkey
 
 
 def test_failing_cell_is_stored_as_failed_and_run_goes_on(tmp_path, dirs, monkeypatch):
-    import dfjax.runner.local as local
+    import dfjax.runner.stages as local
 
     config = dataclasses.replace(get_config("smoke"), name="smoke")
     real_run_cell = local.run_cell

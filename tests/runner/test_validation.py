@@ -30,8 +30,9 @@ def smoke():
 ])
 def test_bad_config_rejected_before_running(smoke, field, value, message, monkeypatch):
     import dfjax.runner.local as local
+    import dfjax.runner.stages as stages
 
-    monkeypatch.setattr(local, "load_dataset", lambda *a, **k: pytest.fail("data was loaded"))
+    monkeypatch.setattr(stages, "load_dataset", lambda *a, **k: pytest.fail("data was loaded"))
     bad = dataclasses.replace(smoke, **{field: value})
     with pytest.raises(ConfigError, match=message):
         expand(bad)
@@ -77,9 +78,9 @@ MISSPELT = [
 @pytest.fixture()
 def no_data(monkeypatch):
     """Fails the test if any dataset is loaded."""
-    import dfjax.runner.local as local
+    import dfjax.runner.stages as stages
 
-    monkeypatch.setattr(local, "load_dataset", lambda *a, **k: pytest.fail("data was loaded"))
+    monkeypatch.setattr(stages, "load_dataset", lambda *a, **k: pytest.fail("data was loaded"))
 
 
 @pytest.mark.parametrize("axis,override,message", MISSPELT, ids=[m[0] for m in MISSPELT])
