@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from dfjax.cli import main as dfjax
+from dfjax.cli import unwritable_folder
 
 
 def write_model_table(config_name: str, out: Path) -> None:
@@ -39,6 +40,11 @@ if __name__ == "__main__":
     parser.add_argument("--fresh", action="store_true",
                         help="start the store anew (cached data and weights are reused)")
     args = parser.parse_args()
+    for folder, what in ((args.out, "results folder (--out)"),
+                         (args.store.parent, "store folder (--store)")):
+        problem = unwritable_folder(folder)  # before hours of work, not after
+        if problem is not None:
+            sys.exit(f"error: {what} {problem}")
     if args.fresh and args.store.exists():
         args.store.unlink()
     code = dfjax(["run", "--config", args.config, "--store", str(args.store)])

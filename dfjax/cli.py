@@ -1,4 +1,5 @@
-"""`dfjax run | report | data | list | bench` -- parses arguments and calls the library.
+"""`dfjax run | report | data | list | cache | bench | compare` -- parses arguments and
+calls the library.
 
 The environment is read by `dfjax.settings` only; this module resolves it once, at the
 edge, and passes explicit values (directories, the CPU device count) down.
@@ -8,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -25,6 +28,9 @@ examples:
   dfjax report --store runs/smoke.sqlite --out results
   dfjax data prepare real_vs_fake_140k --manual-dir ~/kaggle/140k --image-size 64
   dfjax list registries
+  dfjax list cells --config default --store runs/dfjax.sqlite --quiet   (count, time estimate)
+  dfjax cache list
+  dfjax cache clear --detectors --stale
   dfjax bench compare results/bench/base.json results/bench/latest.json
   dfjax compare runs/base.sqlite runs/new.sqlite --out compare.md
 
@@ -37,11 +43,31 @@ environment (read by dfjax.settings; a command-line option wins over it):
 """
 
 
+def _executor(args):
+    """`run_matrix` (local), or the Ray executor with --address and --workers bound; raises
+    ValueError for Ray options without `--executor ray`, RayExecutorError for Ray missing
+    or an address that does not answer."""
+    from dfjax.runner import run_matrix
+
+    if args.executor == "local":
+        if args.address is not None or args.workers is not None:
+            raise ValueError("--address and --workers need --executor ray")
+        return run_matrix
+    from dfjax.runner.ray_executor import check_address, import_ray, run_matrix_ray
+
+    if args.workers is not None and args.workers < 1:
+        raise ValueError(f"--workers must be at least 1, got {args.workers}")
+    import_ray()
+    if args.address is not None:
+        check_address(args.address)
+    return functools.partial(run_matrix_ray, address=args.address, workers=args.workers)
+
+
 def cmd_run(args) -> int:
     from dfjax import settings
     from dfjax.configs import get_config
     from dfjax.data._tfds import show_progress_bars
-    from dfjax.runner import ConfigError, expand, run_matrix
+    from dfjax.runner import ConfigError, expand
     from dfjax.runner.expand import override, parse_only
     from dfjax.store import Store
     from dfjax.xla import use_compile_cache, use_cpu_cores
@@ -53,27 +79,36 @@ def cmd_run(args) -> int:
         config = override(get_config(args.config), args.set)  # names a bad --set item
         only = parse_only(args.only)
         cells = expand(config, only)  # validates before anything runs
+        execute = _executor(args)  # Ray installed and the cluster answering, before any work
     except (ConfigError, ValueError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     cache_dir = None if args.no_compile_cache else settings.compile_cache_dir(args.compile_cache)
-    cache = use_compile_cache(cache_dir) if cache_dir is not None else None
+    if args.executor == "ray":  # the workers compile, each keeping its programs there
+        execute, cache = functools.partial(execute, compile_cache_dir=cache_dir), None
+    else:
+        cache = use_compile_cache(cache_dir) if cache_dir is not None else None
     start = time.perf_counter()
     with Store(args.store) as store:
-        summary = run_matrix(config, store, only=only,
-                             data_dir=settings.data_dir(args.data_dir),
-                             checkpoint_dir=settings.checkpoint_dir(args.checkpoint_dir),
-                             progress=not args.no_progress)
+        summary = execute(config, store, only=only,
+                          data_dir=settings.data_dir(args.data_dir),
+                          checkpoint_dir=settings.checkpoint_dir(args.checkpoint_dir),
+                          progress=not args.no_progress, retrain=args.retrain)
     total = time.perf_counter() - start
     s = summary.seconds
     print(f"{config.name}: {len(cells)} cells: {summary.done} run, {summary.skipped} already "
           f"stored, {summary.failed} failed")
+    if summary.stale:
+        print(f"  {summary.stale} stored cells were made by other code: recomputed")
     print(f"time: data {s['data']:.1f} s, training {s['training']:.1f} s, attacks "
           f"{s['attacks']:.1f} s, total {total:.1f} s")
     if cache is not None:
         print(cache.summary())
     for cell_id, error in summary.failures:
         print(f"  failed {cell_id}: {error}")
+    if summary.claimed_elsewhere:
+        print(f"  {summary.claimed_elsewhere} cells left to another run (claimed); run again "
+              "once it ends to check they are stored")
     for label, count, _ in summary.unavailable:  # the full message was logged before the run
         print(f"  not run: {count} cells of {label}: data not prepared (how to prepare it: "
               "above)")
@@ -83,10 +118,27 @@ def cmd_run(args) -> int:
     return 2 if summary.unavailable and not summary.done + summary.skipped else 0
 
 
+def unwritable_folder(folder: Path) -> str | None:
+    """Why files cannot be written into `folder` (created when missing), or None. Tried for
+    real, with a temporary file: a root user passes permission checks, not a read-only
+    mount or a path under a regular file."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        return f"{folder}: cannot write there ({e.strerror or e})"
+    return None
+
+
 def cmd_report(args) -> int:
     from dfjax.reporting import write_report
     from dfjax.store import Store
 
+    problem = unwritable_folder(Path(args.out))
+    if problem is not None:  # before reading anything
+        print(f"error: report folder {problem}; choose another --out", file=sys.stderr)
+        return 2
     if args.history:  # no store needed: the page reads OUT's git history and OUT/bench/
         from dfjax.reporting.history import write_history
 
@@ -187,15 +239,103 @@ def cmd_list(args) -> int:
         return 0
     from dfjax.configs import get_config
     from dfjax.runner import ConfigError, expand
+    from dfjax.runner.expand import override, parse_only
 
     try:
-        cells = expand(get_config(args.config))
+        cells = expand(override(get_config(args.config), args.set), parse_only(args.only))
     except (ConfigError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    for c in cells:
-        print(f"{c.cell_id}  {c.dataset.label()} {c.model.label()} {c.training.label()} "
-              f"{c.defence.label()} {c.attack.label()} {c.attack.norm} delta={c.attack.delta:g}")
+    todo = cells
+    if args.store is not None:
+        todo = _cells_to_run(cells, args.store)
+        if todo is None:
+            return 2
+    if not args.quiet:
+        for c in cells:
+            print(f"{c.cell_id}  {c.dataset.label()} {c.model.label()} {c.training.label()} "
+                  f"{c.defence.label()} {c.attack.label()} {c.attack.norm} "
+                  f"delta={c.attack.delta:g}"
+                  + ("" if c.source is None else f" transfer from {c.source.label()}"))
+    stored = "" if args.store is None else f", {len(cells) - len(todo)} stored by the " \
+        f"current code in {args.store}, {len(todo)} to run"
+    print(f"{len(cells)} cells{stored}")
+    return _print_estimate(todo, args.bench_dir)
+
+
+def _cells_to_run(cells, store_path: Path):
+    """The cells not stored as 'ok' by the current code in the store at `store_path`; None
+    (after the error) when there is no store there."""
+    from dfjax.runner.environment import evaluation_fingerprint
+    from dfjax.store import Store
+
+    if not Path(store_path).is_file():
+        print(f"error: no results store at {store_path}", file=sys.stderr)
+        return None
+    with Store(store_path) as store:
+        stored = store.result_fingerprints()
+    return [c for c in cells if c.cell_id not in stored
+            or stored[c.cell_id] != evaluation_fingerprint(c)]
+
+
+def _print_estimate(cells, bench_dir: Path) -> int:
+    """The time estimate of `cells` from the bench figures in `bench_dir`, calibrated on
+    the reference run beside it (results/: the default matrix, as run_all.py runs it)."""
+    from dfjax.configs import get_config
+    from dfjax.runner import expand
+    from dfjax.runner.estimate import describe, estimate, load_rates, load_reference
+
+    try:
+        rates = load_rates(bench_dir)
+    except FileNotFoundError as e:
+        print(f"no estimate: {e}")
+        return 0
+    reference = load_reference(Path(bench_dir).parent)
+    try:
+        reference_cells = expand(get_config("default")) if reference is not None else []
+        result = estimate(cells, rates, reference, reference_cells)
+    except Exception as e:  # noqa: BLE001 -- a model whose FLOPs XLA cannot count
+        print(f"no estimate: {type(e).__name__}: {e}")
+        return 0
+    print("\n".join(describe(result, rates, reference)))
+    return 0
+
+
+def cmd_cache(args) -> int:
+    from dfjax import settings
+    from dfjax.caches import KINDS, clear_caches, human_size, list_caches
+
+    roots = {"datasets": settings.data_dir(args.data_dir),
+             "detectors": settings.checkpoint_dir(args.checkpoint_dir),
+             "xla": settings.compile_cache_dir(args.compile_cache)}
+    entries = list_caches(data_dir=roots["datasets"], checkpoint_dir=roots["detectors"],
+                          compile_cache_dir=roots["xla"])
+    if args.action == "list":
+        for kind in KINDS:
+            chosen = [e for e in entries if e.kind == kind]
+            total = human_size(sum(e.size for e in chosen))
+            print(f"{kind} in {roots[kind]}: {len(chosen)} entries, {total}")
+            for e in chosen:
+                print(f"  {e.state:<8} {human_size(e.size):>10}  {e.label}  {e.detail}")
+        return 0
+    kinds = [k for k in KINDS if getattr(args, k) or args.all]
+    if not kinds:
+        print("error: say what to clear: --datasets, --detectors, --xla or --all (with "
+              "--stale: only entries made by other code)", file=sys.stderr)
+        return 2
+    chosen = [e for e in entries if e.kind in kinds
+              and (not args.stale or e.state in ("stale", "orphaned"))]
+    if args.dry_run:
+        for e in chosen:
+            print(f"would remove {e.kind} {e.label} ({human_size(e.size)})")
+        return 0
+    try:
+        removed = clear_caches(chosen, roots=roots)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"removed {len(chosen)} entries ({len(removed)} paths, "
+          f"{human_size(sum(e.size for e in chosen))})")
     return 0
 
 
@@ -218,6 +358,7 @@ def cmd_compare(args) -> int:
 
 
 BENCH_DIR = Path(__file__).resolve().parents[1] / "bench"
+BENCH_RESULTS = Path(__file__).resolve().parents[1] / "results" / "bench"
 
 
 def cmd_bench(args) -> int:
@@ -291,6 +432,19 @@ def build_parser() -> argparse.ArgumentParser:
                      help="compile everything anew, keeping nothing on disk")
     run.add_argument("--no-progress", action="store_true",
                      help="print no progress bars (dfjax's or tensorflow-datasets')")
+    run.add_argument("--executor", choices=("local", "ray"), default="local",
+                     help="run the cells in this process (local) or on a Ray cluster (ray: "
+                          "pip install 'dfjax[ray]'; docs/ray.md) (default: %(default)s)")
+    run.add_argument("--address", default=None, metavar="ADDR",
+                     help="with --executor ray: the cluster's HOST:PORT (as `ray start --head` "
+                          "prints) or 'auto' (default: a new Ray instance on this machine)")
+    run.add_argument("--workers", type=int, default=None, metavar="N",
+                     help="with --executor ray: Ray workers, each pinned to its share of a "
+                          "node's cores (default: one per CPU of the cluster)")
+    run.add_argument("--retrain", action="store_true",
+                     help="train the run's detectors afresh instead of loading them from the "
+                          "checkpoint cache (a checkpoint trained by other code is retrained "
+                          "anyway)")
     run.set_defaults(func=cmd_run)
 
     report = add_parser("report", "tables (Markdown, CSV, JSON), plots and the leaderboard "
@@ -372,7 +526,45 @@ def build_parser() -> argparse.ArgumentParser:
     lst.add_argument("--config", default="default", metavar="NAME",
                      help="cells: the named matrix (or path/to/config.py) to expand "
                           "(default: %(default)s)")
+    lst.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="cells: override a config field, as `dfjax run --set`; repeatable")
+    lst.add_argument("--only", action="append", default=[], metavar="AXIS=V1,V2",
+                     help="cells: only these cells, as `dfjax run --only`; repeatable")
+    lst.add_argument("--store", type=Path, default=None, metavar="PATH",
+                     help="cells: count and estimate only the cells this results store "
+                          "does not hold (made by the current code)")
+    lst.add_argument("--bench-dir", type=Path, default=BENCH_RESULTS, metavar="DIR",
+                     help="cells: the bench JSON files the time estimate uses (the newest "
+                          "with FLOP counts; default: %(default)s)")
+    lst.add_argument("--quiet", action="store_true",
+                     help="cells: print only the count and the estimate, not every cell")
     lst.set_defaults(func=cmd_list)
+
+    cache = add_parser("cache", "list or clear what dfjax caches on disk: prepared datasets, "
+                                "trained detectors, compiled XLA programs")
+    cache.add_argument("action", choices=("list", "clear"),
+                       help="list: every entry, its size and whether the current code made "
+                            "it; clear: remove the kinds named")
+    for kind, what in (("datasets", "prepared dataset copies (never the manual downloads)"),
+                       ("detectors", "trained detector checkpoints"),
+                       ("xla", "compiled XLA programs")):
+        cache.add_argument(f"--{kind}", action="store_true", help=f"clear: {what}")
+    cache.add_argument("--all", action="store_true", help="clear: all three")
+    cache.add_argument("--stale", action="store_true",
+                       help="clear: only entries made by other code (stale) or that no "
+                            "current spec reads (orphaned)")
+    cache.add_argument("--dry-run", action="store_true",
+                       help="clear: print what would be removed, remove nothing")
+    cache.add_argument("--data-dir", type=Path, default=None, metavar="DIR",
+                       help="the datasets cache (default: $DFJAX_DATA_DIR, else "
+                            "~/.cache/dfjax/data)")
+    cache.add_argument("--checkpoint-dir", type=Path, default=None, metavar="DIR",
+                       help="the detectors cache (default: $DFJAX_CHECKPOINT_DIR, else "
+                            "~/.cache/dfjax/checkpoints)")
+    cache.add_argument("--compile-cache", type=Path, default=None, metavar="DIR",
+                       help="the XLA cache (default: $DFJAX_COMPILE_CACHE_DIR, else "
+                            "~/.cache/dfjax/xla)")
+    cache.set_defaults(func=cmd_cache)
     return parser
 
 

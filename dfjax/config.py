@@ -72,6 +72,7 @@ DATA_VERSIONS: dict[str, str] = {
     # cross-split rows, oversized and non-image files are skipped and named
     "real_vs_fake_140k": "1.1.0", "dfdc": "1.1.0", "covid19_xray": "1.1.0",
     "image_folder": "1.1.0",
+    "gan_fakes": "1.0.0",
 }
 
 
@@ -239,7 +240,12 @@ class MatrixConfig:
     """A named matrix: datasets x models x trainings x defences x attacks x eps, plus
     `extra` sub-matrices whose cells run with it (a sub-set crossed with other axes, e.g.
     one model behind defences; a cell in both runs once). `--set` overrides reach the
-    extras too."""
+    extras too.
+
+    transfer: attacks run as transfer attacks: for every ordered pair (source, target) of
+    the matrix's detectors (datasets x models x trainings) on the same dataset, self
+    pairs included, each sweep at each of its budgets, crafted on the bare source and
+    scored on the target behind each of `defences` (cells with `Cell.source` set)."""
 
     name: str
     datasets: tuple[DatasetSpec, ...]
@@ -252,6 +258,7 @@ class MatrixConfig:
     eval_batch_size: int = 128
     seed: int = 0
     extra: tuple["MatrixConfig", ...] = ()
+    transfer: tuple[AttackSweep, ...] = ()
 
 
 def delta_to_eps(*deltas: float) -> tuple[float, ...]:

@@ -10,6 +10,8 @@ Python API works without arguments; no other module reads the environment.
                           cores this process may run on; see dfjax/xla.py)
     DFJAX_COMPILE_CACHE_DIR  XLA's persistent compilation cache for `dfjax run`
                           (default ~/.cache/dfjax/xla; "off" disables it)
+    DFJAX_TEST_KILL_AFTER  tests only: "<point>:<n>" makes the process SIGKILL itself the
+                          n-th time it reaches kill point <point> (`kill_point`)
 
 Example:
     >>> from dfjax import settings
@@ -20,6 +22,9 @@ Example:
 from __future__ import annotations
 
 import os
+import signal
+import sys
+from collections import Counter
 from pathlib import Path
 
 CACHE_DIR = Path.home() / ".cache" / "dfjax"
@@ -69,3 +74,42 @@ def cpu_device_count(explicit: int | None = None) -> int:
         raise ValueError(f"DFJAX_CPU_DEVICES must be a whole number of devices >= 1, "
                          f"got {value!r}")
     return int(value)
+
+
+KILL_POINTS = {
+    "data.example": "a dataset preparation wrote this many examples (mid-write)",
+    "data.prepared": "a dataset's records are in place, its report not yet written",
+    "training.epoch": "a detector finished this many training epochs",
+    "checkpoint.write": "half of a checkpoint file's bytes are written",
+    "checkpoint.weights": "a checkpoint's weights are written, its metadata not yet",
+    "store.put": "a cell's row, metrics and examples are written, not yet committed",
+    "cell.computed": "a cell is computed, not yet stored",
+}
+_kill_point_visits: Counter[str] = Counter()
+
+
+def kill_point(point: str) -> None:
+    """Tests only: SIGKILL this process the n-th time it reaches `point` when
+    $DFJAX_TEST_KILL_AFTER is "<point>:<n>" (n >= 1; KILL_POINTS names the points), as a
+    power cut or `kill -9` would; otherwise nothing. Lets a test kill `dfjax run` at a
+    known place, deterministically. A malformed setting is a ValueError naming it."""
+    value = os.environ.get("DFJAX_TEST_KILL_AFTER", "").strip()
+    if not value:
+        return
+    name, _, count = value.rpartition(":")
+    if name not in KILL_POINTS or not count.isdigit() or int(count) < 1:
+        raise ValueError(f"DFJAX_TEST_KILL_AFTER must be <point>:<n> with n >= 1 and a point "
+                         f"among {', '.join(KILL_POINTS)}; got {value!r}")
+    if point != name:
+        return
+    _kill_point_visits[point] += 1
+    if _kill_point_visits[point] == int(count):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def keep_ray_usage_stats_local() -> None:
+    """Turn Ray's usage statistics off unless the user set RAY_USAGE_STATS_ENABLED (they
+    would be sent over the network, which a benchmark run must not need)."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")

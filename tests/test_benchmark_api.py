@@ -15,6 +15,7 @@ from dfjax.models import build_model, make_logits_fn
 from dfjax.runner import expand, run_matrix
 from dfjax.store import Store
 from dfjax.training import save_checkpoint
+from dfjax.training.detectors import training_fingerprint
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = DatasetSpec(name="synthetic_faces", image_size=32, num_examples=400)  # the README's
@@ -78,8 +79,10 @@ def test_readme_example_gives_the_numbers_of_the_equivalent_run_cell(tmp_path, d
                  AttackSweep(name="pgd", options={"num_steps": 3, "rand_init": False})),
         eps_values=(8 / 255,), n_eval=64, eval_batch_size=32)
     checkpoints = tmp_path / "checkpoints"
-    save_checkpoint(checkpoints, expand(config)[0].detector_id, example["variables"],
-                    {"history": [], "train_seconds": 0.0})
+    cell = expand(config)[0]  # the user's weights, as if trained by the current code
+    save_checkpoint(checkpoints, cell.detector_id, example["variables"],
+                    {"history": [], "train_seconds": 0.0,
+                     "fingerprint": training_fingerprint(cell)})
     with Store(tmp_path / "run.sqlite") as store:
         summary = run_matrix(config, store, data_dir=data_dir, checkpoint_dir=checkpoints,
                              progress=False, log=lambda _: None)

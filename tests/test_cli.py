@@ -46,8 +46,27 @@ def test_registry_lines_show_options_prefixes_and_descriptions():
 
 
 def test_list_cells(capsys):
+    """One line per cell (its id first), then the count and the time estimate."""
     assert main(["list", "cells", "--config", "smoke"]) == 0
-    assert len(capsys.readouterr().out.strip().splitlines()) == 6
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len([line for line in lines if line.split()[0].isalnum()
+                and len(line.split()[0]) == 20]) == 6
+    assert "6 cells" in lines and lines[lines.index("6 cells") + 1].startswith("estimated time")
+
+
+def test_list_cells_with_a_store_counts_what_is_to_run(tmp_path, capsys):
+    from dfjax.configs import get_config
+    from dfjax.runner import expand
+    from dfjax.store import Store
+
+    cells = expand(get_config("smoke"))
+    with Store(tmp_path / "s.sqlite") as store:
+        store.put(cells[0], status="ok", env={})  # stamped with the current fingerprint
+        store.put(cells[1], status="ok", env={"fingerprint": "0" * 16})  # other code
+    assert main(["list", "cells", "--config", "smoke", "--quiet",
+                 "--store", str(tmp_path / "s.sqlite")]) == 0
+    assert f"6 cells, 1 stored by the current code in {tmp_path / 's.sqlite'}, 5 to run" in \
+        capsys.readouterr().out
 
 
 @pytest.mark.parametrize("argv,message", [
@@ -55,6 +74,8 @@ def test_list_cells(capsys):
     (["run", "--config", "smoke", "--set", "n_evl=3"], "unknown config field"),
     (["run", "--config", "smoke", "--set", "eps_values=-0.5"], "eps must be >= 0"),
     (["run", "--config", "smoke", "--only", "axis=x"], "unknown axis"),
+    (["run", "--config", "smoke", "--address", "localhost:6379"],
+     "--address and --workers need --executor ray"),
     (["report", "--store", "/nonexistent/x.sqlite"], "no results store"),
     (["data", "prepare", "faces9000"], "known datasets"),
 ])
@@ -114,7 +135,7 @@ def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentP
 
 def test_every_option_of_every_command_has_help():
     commands = _subparsers(build_parser())
-    assert set(commands) == {"run", "report", "data", "bench", "list", "compare"}
+    assert set(commands) == {"run", "report", "data", "bench", "list", "compare", "cache"}
     for name, command in commands.items():
         assert command.description, name
         for action in command._actions:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -30,13 +32,18 @@ def square(
 ):
     """Random search with square-shaped Linf updates on the logit margin z_y - z_other.
 
-    Query 1 is vertical stripes of +-eps; each further query redraws one random square
-    (side sqrt(p_i h w), per example position, +-eps per channel) and keeps it when the
-    margin drops. Examples already misclassified stop improving (masked, not exited).
-    Only logits are used: no gradient. x: float32 [b, h, w, c] in [0, 1]; y: int [b].
-    `num_queries` (model calls per example, >= 1) and `p_init` are static, eps traced.
+    `num_queries` counts model calls per example; the clean image is not one of them
+    (the evaluation scores it apart). Query 1 is vertical stripes of +-eps; each further
+    query redraws one random square (side sqrt(p_i h w), per example position, +-eps per
+    channel) and keeps it when the margin drops. Examples already misclassified stop
+    improving (masked, not exited). Only logits are used: no gradient.
+    x: float32 [b, h, w, c] in [0, 1]; y: int [b]. `num_queries` (model calls per example,
+    >= 1) and `p_init` are static, eps traced.
     Returns x_adv with ||x_adv - x||_inf <= eps, or (x_adv, trace) with trace float32
-    [num_queries, b] = p(y | current best) after each query.
+    [num_queries, b] = p(y | current best) after each query (`queries_used` reads it).
+    The square sizes follow p_schedule scaled to `num_queries`, as in the paper, so a run
+    with more queries is not a continuation of one with fewer (with the same key only
+    query 1 is shared); within a run the best margin never rises.
 
     Example:
         >>> x_adv = square(logits_fn, x, y, key, eps=8/255, num_queries=1000)
@@ -82,3 +89,35 @@ def square(
     x_best, _, trace = attack_loop(num_iterations, step, (x_best, loss_best, trace),
                                    uses_gradients=False)  # forward only: rolled (_loops.py)
     return (x_best, trace) if return_trace else x_best
+
+
+def queries_used(trace) -> np.ndarray:
+    """Per example, the queries an attacker who stops at success spends: the first query
+    after which the true class is no longer the more probable one (p(y | best) <= 1/2,
+    Square's own stopping rule), else every query of the budget.
+
+    trace: float [num_queries, b], `square(..., return_trace=True)`'s second output.
+    Returns int64 [b] in [1, num_queries]; 1 also for a point the stripes alone fool
+    (e.g. one the detector already got wrong).
+
+    Example:
+        >>> queries_used(np.array([[0.9, 0.9], [0.4, 0.8], [0.4, 0.7]]))  # array([2, 3])
+    """
+    fooled = np.asarray(trace) <= 0.5
+    if fooled.ndim != 2 or fooled.shape[0] == 0:
+        raise ValueError(f"queries_used: trace must be [num_queries >= 1, b], got shape "
+                         f"{fooled.shape}")
+    return np.where(fooled.any(axis=0), fooled.argmax(axis=0) + 1, fooled.shape[0])
+
+
+def query_metrics(trace) -> dict[str, float]:
+    """A Square cell's query counts, from its trace (float [num_queries, b]):
+    queries_budget (num_queries), queries_mean and queries_median over every example
+    (a point never fooled costs the whole budget) and queries_median_to_flip over the
+    points fooled within the budget (NaN where none was: the Square paper's statistic)."""
+    trace = np.asarray(trace)
+    used = queries_used(trace)
+    flipped = used[np.any(trace <= 0.5, axis=0)]
+    return {"queries_budget": float(trace.shape[0]), "queries_mean": float(used.mean()),
+            "queries_median": float(np.median(used)),
+            "queries_median_to_flip": float(np.median(flipped)) if len(flipped) else math.nan}

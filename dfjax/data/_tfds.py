@@ -5,8 +5,10 @@ array_record, and reading goes through `builder.as_data_source()` -- the
 combination that works with tensorflow-datasets alone. Each spec is prepared
 into its own directory (`data_dir/<name>/<spec digest>`), so a changed spec is
 rebuilt and an unchanged one is reused. TFDS writes into an `incomplete.*`
-directory and renames it only at the end, so a preparation that dies halfway
-never leaves a dataset that looks complete.
+directory and renames it only at the end; dfjax then writes the spec and, last, the
+preparation report, whose presence marks the copy complete (`is_prepared`). So a
+preparation killed at any point leaves nothing that is taken as complete; the next one
+(under `preparation_lock`, one process at a time) removes the leftovers and starts anew.
 
 A prepared copy records its spec (`spec.json`, beside `preparation_report.json`). A
 dataset registered with a `NestedSubset` is *nested*: its examples at a smaller
@@ -14,24 +16,88 @@ dataset registered with a `NestedSubset` is *nested*: its examples at a smaller
 assignment, same order, caps taken from the front); so a spec asking for fewer examples
 is served by the smallest larger prepared copy that differs from it in nothing else
 (`BuilderDataset.serving_copy`), with the same arrays as preparing it would give.
+
+A prepared copy also records the fingerprint of the code that prepared it
+(`fingerprint.json`; `dfjax.data.dataset_fingerprint`). A copy made by other code is
+*stale*: `BuilderDataset.load` prepares it again where its inputs are here (moving the
+stale copy aside until the new one is complete, and back if preparing fails), else uses
+it and says so, loudly; either way `splits.info["dataset_cache"]` records it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import json
-from collections.abc import Iterator, Mapping
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import tensorflow_datasets as tfds
 
+from dfjax import settings
 from dfjax.config import DatasetSpec
 from dfjax.data.base import SPLITS, DatasetSplits, Split
 from dfjax.registry import Entry
 
 SPEC_FILE = "spec.json"  # a prepared copy's DatasetSpec.to_dict(), beside its data
+FINGERPRINT_FILE = "fingerprint.json"  # {"fingerprint": code that prepared it, "prepared_at"}
+
+
+def warn(message: str) -> None:
+    """The default log of stale caches: stderr, prefixed, so it is never silent."""
+    print(f"dfjax: {message}", file=sys.stderr)
+
+
+def read_fingerprint(spec_root: Path) -> str | None:
+    """The code fingerprint a prepared copy at `spec_root` records; None if none (a copy
+    prepared before fingerprints were kept) or unreadable."""
+    try:
+        found = json.loads((Path(spec_root) / FINGERPRINT_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    value = found.get("fingerprint") if isinstance(found, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """Write `text` to `path` through a temporary file renamed into place: a process killed
+    meanwhile leaves the old file (or none), never a part of the new one."""
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+_HELD_LOCKS: set[Path] = set()  # the copies whose preparation_lock this process holds
+
+
+@contextlib.contextmanager
+def preparation_lock(spec_root: Path) -> Iterator[None]:
+    """Hold the exclusive lock on preparing the copy at `spec_root` (an flock on
+    `<spec_root>.lock`, which the OS releases when its process dies): two runs sharing a
+    data dir prepare a dataset once, and a leftover of a killed one is safe to remove.
+    Re-entrant within a process (an flock taken twice by one process would wait on itself).
+    """
+    spec_root = Path(spec_root).absolute()
+    if spec_root in _HELD_LOCKS:
+        yield
+        return
+    spec_root.parent.mkdir(parents=True, exist_ok=True)
+    with open(spec_root.with_name(f"{spec_root.name}.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _HELD_LOCKS.add(spec_root)
+        try:
+            yield
+        finally:
+            _HELD_LOCKS.discard(spec_root)
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
 
 
 class ArrayBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
@@ -96,6 +162,7 @@ class ArrayBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
     def _examples(self, split: str) -> Iterator[tuple[int, dict[str, Any]]]:
         for index, example in enumerate(self.generate_split(split)):
+            settings.kill_point("data.example")
             yield index, {
                 "image": example["image"],
                 "label": np.int32(example["label"]),
@@ -115,20 +182,53 @@ class ArrayBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     def spec_path(self) -> Path:
         return self.spec_root / SPEC_FILE
 
-    def prepare(self) -> None:
-        """Build the dataset once; write the preparation report and the spec beside it."""
+    def prepare(self, fingerprint: str | None = None) -> None:
+        """Build the dataset once; write the preparation report and the spec beside it,
+        and `fingerprint` (the code preparing it) when given."""
         if not self.is_prepared():
-            self.download_and_prepare()
-            self.report_path.write_text(json.dumps(self.report, indent=2, sort_keys=True))
+            with preparation_lock(self.spec_root):  # one process prepares, others wait
+                if not self.is_prepared():  # (unless another finished it meanwhile)
+                    self.remove_unfinished()
+                    self.download_and_prepare()
+                    settings.kill_point("data.prepared")
+                    if fingerprint is not None:
+                        write_text_atomically(self.spec_root / FINGERPRINT_FILE, json.dumps(
+                            {"fingerprint": fingerprint, "prepared_at": time.time()}, indent=1))
+                    write_text_atomically(self.spec_path, json.dumps(
+                        self.spec.to_dict(), indent=2, sort_keys=True))
+                    write_text_atomically(self.report_path,  # last: the copy is complete
+                                          json.dumps(self.report, indent=2, sort_keys=True))
+                else:  # this builder was made before the records existed: read their info
+                    self.info.read_from_directory(self.data_dir)
         if not self.spec_path.exists():  # also for a copy prepared before specs were kept
-            self.spec_path.write_text(json.dumps(self.spec.to_dict(), indent=2, sort_keys=True))
+            write_text_atomically(self.spec_path, json.dumps(self.spec.to_dict(), indent=2,
+                                                             sort_keys=True))
 
     def is_prepared(self) -> bool:
-        return (Path(self.data_dir) / "dataset_info.json").exists()
+        """Complete: TFDS renamed the records into place and the preparation report, written
+        last, is there (records without it are from a preparation that was killed)."""
+        return ((Path(self.data_dir) / "dataset_info.json").exists()
+                and self.report_path.exists())
 
-    def load_splits(self) -> DatasetSplits:
-        """Read every split back in generation order (TFDS shuffles records on disk)."""
-        self.prepare()
+    def remove_unfinished(self) -> None:
+        """Delete what a killed preparation of this spec left: TFDS's `incomplete.*`
+        folders, records never marked complete, temporary files. Call it holding
+        `preparation_lock`, so no live preparation's files go."""
+        records = Path(self.data_dir)
+        for path in records.parent.glob("incomplete.*"):
+            shutil.rmtree(path, ignore_errors=True)
+        shutil.rmtree(records, ignore_errors=True)
+        for path in self.spec_root.glob("*.tmp*"):
+            path.unlink(missing_ok=True)
+
+    def recorded_fingerprint(self) -> str | None:
+        """The code fingerprint this prepared copy records (None: none recorded)."""
+        return read_fingerprint(self.spec_root)
+
+    def load_splits(self, fingerprint: str | None = None) -> DatasetSplits:
+        """Read every split back in generation order (TFDS shuffles records on disk),
+        preparing it first if needed (recording `fingerprint`)."""
+        self.prepare(fingerprint)
         sources = self.as_data_source()
         splits = {}
         for split in SPLITS:
@@ -193,6 +293,23 @@ class NestedSubset:
         return DatasetSplits(**taken, info=dict(splits.info))
 
 
+def staleness(recorded: str | None, current: str | None) -> str | None:
+    """Why a copy recording code fingerprint `recorded` is stale for the code `current`
+    (None: it is not, or `current` is None: not checked)."""
+    if current is None or recorded == current:
+        return None
+    if recorded is None:
+        return "prepared before code fingerprints were recorded"
+    return f"prepared by other code (fingerprint {recorded} != {current})"
+
+
+def mark_stale(splits: DatasetSplits, reason: str, log: Callable[[str], None]) -> DatasetSplits:
+    """Log that `splits` come from a stale copy, and record it in `info["dataset_cache"]`."""
+    log(f"warning: using a stale dataset cache {splits.info.get('data_dir')}: {reason}")
+    splits.info["dataset_cache"] = f"stale ({reason})"
+    return splits
+
+
 @dataclasses.dataclass(frozen=True)
 class PreparedCopy:
     """A complete preparation found under `<data_dir>/<name>/`: its folder and its spec
@@ -200,6 +317,7 @@ class PreparedCopy:
 
     path: Path
     spec: dict[str, Any] | None
+    fingerprint: str | None = None  # the code that prepared it (None: not recorded)
 
 
 def prepared_copies(data_dir: Path, name: str) -> list[PreparedCopy]:
@@ -207,13 +325,16 @@ def prepared_copies(data_dir: Path, name: str) -> list[PreparedCopy]:
     copies = []
     folder = Path(data_dir) / name
     for root in sorted(folder.iterdir()) if folder.is_dir() else ():
+        if "." in root.name:  # a stale copy moved aside while it is prepared again
+            continue
         if not root.is_dir() or not any(root.glob("*/*/dataset_info.json")):
             continue  # not a preparation, or one that did not finish
         try:
             spec = json.loads((root / SPEC_FILE).read_text())
         except (OSError, ValueError):
             spec = None
-        copies.append(PreparedCopy(root, spec if isinstance(spec, dict) else None))
+        copies.append(PreparedCopy(root, spec if isinstance(spec, dict) else None,
+                                   read_fingerprint(root)))
     return copies
 
 
@@ -264,9 +385,11 @@ class BuilderDataset(Entry):
         """context: what a derived dataset needs besides files (`load_source`)."""
         return self.builder_cls(spec=spec, data_dir=data_dir, manual_dir=manual_dir, **context)
 
-    def serving_copy(self, spec: DatasetSpec, data_dir: Path) -> PreparedCopy | None:
+    def serving_copy(self, spec: DatasetSpec, data_dir: Path,
+                     fingerprint: str | None = None) -> PreparedCopy | None:
         """The smallest prepared copy with at least `spec.num_examples` and nothing else
-        different, for a nested dataset; else None."""
+        different, for a nested dataset (one prepared by the code `fingerprint`, when
+        there is one and it is given); else None."""
         if self.nested is None:
             return None
         want = spec.to_dict()
@@ -274,23 +397,71 @@ class BuilderDataset(Entry):
                   and isinstance(c.spec.get("num_examples"), int)
                   and c.spec["num_examples"] >= spec.num_examples
                   and {**c.spec, "num_examples": spec.num_examples} == want]
-        return min(usable, key=lambda c: (c.spec["num_examples"], c.path.name), default=None)
+        return min(usable, key=lambda c: (fingerprint is not None and c.fingerprint != fingerprint,
+                                          c.spec["num_examples"], c.path.name), default=None)
 
     def load(self, spec: DatasetSpec, *, data_dir: Path, manual_dir: Path | None = None,
-             **context) -> DatasetSplits:
+             fingerprint: str | None = None, preparable: Callable[[], bool] | None = None,
+             log: Callable[[str], None] = warn, **context) -> DatasetSplits:
         """The prepared copy of `spec`; else a subset of a larger copy (`serving_copy`);
-        else a fresh preparation."""
-        builder = self.builder(spec, data_dir=data_dir, manual_dir=manual_dir, **context)
-        copy = None if builder.is_prepared() else self.serving_copy(spec, data_dir)
-        if copy is None:
-            return builder.load_splits()
+        else a fresh preparation.
+
+        fingerprint: the code that prepares `spec` now (None: copies are not checked). A
+        copy recording another is stale: prepared again if `preparable()` (default: the
+        builder's inputs are here), else used and logged; `info["dataset_cache"]` says so.
+        """
+        def build(s: DatasetSpec = spec) -> ArrayBuilder:
+            return self.builder(s, data_dir=data_dir, manual_dir=manual_dir, **context)
+
+        builder = build()
+        can_prepare = preparable or (lambda: builder.missing_inputs() is None)
+        if builder.is_prepared():
+            reason = staleness(builder.recorded_fingerprint(), fingerprint)
+            if reason is None:
+                return builder.load_splits(fingerprint)
+            if can_prepare():
+                return self._prepare_again(builder, build, reason, fingerprint, log)
+            return mark_stale(builder.load_splits(), f"{reason}; its inputs are not here to "
+                              "prepare it again", log)
+        copy = self.serving_copy(spec, data_dir, fingerprint)
+        reason = None if copy is None else staleness(copy.fingerprint, fingerprint)
+        if copy is None or (reason is not None and can_prepare()):
+            return builder.load_splits(fingerprint)  # prepared afresh
         larger = dataclasses.replace(spec, num_examples=copy.spec["num_examples"])
-        splits = self.builder(larger, data_dir=data_dir, manual_dir=manual_dir,
-                              **context).load_splits()
+        splits = build(larger).load_splits()
         subset = self.nested.take(splits, spec.num_examples, name=spec.name)
         subset.info["subset_of"] = {"num_examples": larger.num_examples,
                                     "data_dir": splits.info.get("data_dir")}
+        if reason is not None:
+            return mark_stale(subset, f"{reason}; its inputs are not here to prepare it again",
+                              log)
         return subset
+
+    @staticmethod
+    def _prepare_again(builder: ArrayBuilder, build: Callable[[], ArrayBuilder], reason: str,
+                       fingerprint: str | None, log: Callable[[str], None]) -> DatasetSplits:
+        """Prepare a stale copy again, its old folder moved aside meanwhile: removed once the
+        new copy is complete, moved back (and used, marked stale) if preparing fails."""
+        root = builder.spec_root
+        aside = root.with_name(f"{root.name}.stale{os.getpid()}")
+        log(f"stale dataset cache {root}: {reason}; preparing it again")
+        # the lock (re-entrant) is held until the new copy is complete, so another process
+        # waits for it instead of finding the folder half-made
+        with preparation_lock(root):
+            if read_fingerprint(root) == fingerprint and build().is_prepared():
+                return build().load_splits(fingerprint)  # another run prepared it again
+            shutil.rmtree(aside, ignore_errors=True)
+            os.replace(root, aside)
+            try:
+                splits = build().load_splits(fingerprint)
+            except Exception as e:  # noqa: BLE001 -- fall back to the old copy, loudly
+                shutil.rmtree(root, ignore_errors=True)
+                os.replace(aside, root)
+                return mark_stale(build().load_splits(), f"{reason}; preparing it again "
+                                  f"failed ({type(e).__name__}: {e})", log)
+            shutil.rmtree(aside, ignore_errors=True)
+        splits.info["dataset_cache"] = f"prepared again (the cached copy was {reason})"
+        return splits
 
     def missing_data(self, spec: DatasetSpec, *, data_dir: Path,
                      manual_dir: Path | None = None) -> str | None:

@@ -76,3 +76,13 @@ class DCGANDiscriminator(nn.Module):
             x = nn.leaky_relu(x, 0.2)
         x = x.reshape(x.shape[0], -1)
         return nn.Dense(self.num_logits)(x)
+
+
+def discriminator_for(*, width: int = 64, layers: int = 4,
+                      num_logits: int = 1) -> DCGANDiscriminator:
+    """A DCGANDiscriminator of `layers` stride-2 convs, `width` channels first, doubling
+    each layer (DCGAN's 64-128-256-512 at the defaults); one logit: the GAN's D."""
+    if width < 1 or layers < 1:
+        raise ValueError(f"discriminator width and layers must be >= 1, got {width}, {layers}")
+    return DCGANDiscriminator(num_logits=num_logits,
+                              features=tuple(width * 2**i for i in range(layers)))

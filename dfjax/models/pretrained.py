@@ -16,6 +16,8 @@ ImageNet body. See docs/pretrained.md.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -59,6 +61,25 @@ def check_weights_file(path: str | Path) -> None:
         kind = ".npz" if path.suffix == ".npz" else "torch >= 1.6 file"
         raise StateDictError(f"{path}: not a zip archive, so not a {kind}; refused unread "
                              "(a legacy torch pickle is never unpickled)")
+
+
+@functools.lru_cache(maxsize=8)
+def _sha256(path: Path, size: int, mtime_ns: int) -> str:
+    del size, mtime_ns  # cache keys: a changed file is hashed again
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def weights_sha256(path: str | Path) -> str:
+    """The hex sha256 of a weights file's bytes (what a fine-tuned detector's provenance
+    names); hashed once per process while the file's size and mtime stay the same.
+    Raises OSError for a file that cannot be read."""
+    path = Path(path).resolve()
+    stat = path.stat()
+    return _sha256(path, stat.st_size, stat.st_mtime_ns)
 
 
 def _checked_array(path: Path, name: Any, value: Any) -> np.ndarray:
@@ -190,6 +211,24 @@ def read_flax_checkpoint(path: str | Path) -> dict[str, Any]:
     return traverse_util.unflatten_dict(flat)
 
 
+def _matches(source_shapes: Mapping[str, tuple[int, ...]],
+             target_shapes: Mapping[str, tuple[int, ...]],
+             skip: tuple[str, ...]) -> dict[str, list[str]]:
+    """The transplant rule on shapes alone: report['loaded'] (same path and shape, not
+    under a skipped top-level module), ['kept'] (the rest of the target), ['unused']."""
+    report = {"loaded": [], "kept": [], "unused": sorted(set(source_shapes) - set(target_shapes))}
+    for path, shape in target_shapes.items():
+        module = path.split("/")[1] if "/" in path else path
+        fits = module not in skip and source_shapes.get(path) == tuple(shape)
+        report["loaded" if fits else "kept"].append(path)
+    return report
+
+
+def _shapes(tree: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+    return {path: tuple(np.shape(leaf))
+            for path, leaf in traverse_util.flatten_dict(dict(tree), sep="/").items()}
+
+
 def transplant(source: Mapping[str, Any], target: Mapping[str, Any], *,
                skip: tuple[str, ...] = (HEAD,)) -> tuple[dict, dict[str, list[str]]]:
     """target with each leaf replaced by source's leaf of the same path and shape.
@@ -200,18 +239,44 @@ def transplant(source: Mapping[str, Any], target: Mapping[str, Any], *,
     """
     src = traverse_util.flatten_dict(dict(source), sep="/")
     dst = traverse_util.flatten_dict(jax.tree.map(np.asarray, dict(target)), sep="/")
-    out, report = {}, {"loaded": [], "kept": [], "unused": []}
-    for path, value in dst.items():
-        module = path.split("/")[1] if "/" in path else path
-        candidate = src.get(path)
-        if module in skip or candidate is None or np.shape(candidate) != value.shape:
-            out[path] = value
-            report["kept"].append(path)
-        else:
-            out[path] = np.asarray(candidate, value.dtype)
-            report["loaded"].append(path)
-    report["unused"] = sorted(set(src) - set(dst))
+    report = _matches(_shapes(source), {p: v.shape for p, v in dst.items()}, skip)
+    loaded = set(report["loaded"])
+    out = {path: np.asarray(src[path], value.dtype) if path in loaded else value
+           for path, value in dst.items()}
     return traverse_util.unflatten_dict(out, sep="/"), report
+
+
+def _read_weights(path: Path) -> dict[str, Any]:
+    """Nested variables from a .msgpack flax checkpoint, or a torchvision ResNet state
+    dict (.npz/.pth) converted to dfjax's ResNet names."""
+    if path.suffix == ".msgpack":
+        return read_flax_checkpoint(path)
+    return convert_torchvision_resnet(read_state_dict(path))
+
+
+def _check_fraction(path: Path, report: dict[str, list[str]], min_fraction: float) -> None:
+    total = len(report["loaded"]) + len(report["kept"])
+    if len(report["loaded"]) < min_fraction * total:
+        raise StateDictError(f"{path}: only {len(report['loaded'])} of {total} arrays match the "
+                             f"model (e.g. kept {report['kept'][:3]}); wrong architecture?")
+
+
+def check_weights_for_model(path: str | Path, model: Any, image_shape: tuple[int, ...], *,
+                            min_fraction: float = 0.5, model_name: str = "") -> None:
+    """Raise StateDictError naming the file unless `load_pretrained(path, variables of
+    `model` for inputs [h, w, c] = image_shape)` would succeed: the file is read and
+    matched against the model's shapes (found without computing any weights), so a
+    missing, unreadable or wrong-architecture file is refused before any training.
+    `model_name` goes into the message."""
+    path = Path(path)
+    source = _read_weights(path)
+    shapes = jax.eval_shape(lambda: model.init(
+        jax.random.key(0), jax.numpy.zeros((1, *image_shape), jax.numpy.float32), train=False))
+    try:
+        _check_fraction(path, _matches(_shapes(source), _shapes(shapes), (HEAD,)), min_fraction)
+    except StateDictError as e:
+        raise StateDictError(f"{e} (checked against model {model_name})" if model_name
+                             else str(e)) from None
 
 
 def load_pretrained(path: str | Path, target: Mapping[str, Any], *,
@@ -224,13 +289,6 @@ def load_pretrained(path: str | Path, target: Mapping[str, Any], *,
     this architecture must not silently become a random init).
     """
     path = Path(path)
-    if path.suffix == ".msgpack":
-        source = read_flax_checkpoint(path)
-    else:
-        source = convert_torchvision_resnet(read_state_dict(path))
-    variables, report = transplant(source, target)
-    total = len(report["loaded"]) + len(report["kept"])
-    if len(report["loaded"]) < min_fraction * total:
-        raise StateDictError(f"{path}: only {len(report['loaded'])} of {total} arrays match the "
-                         f"model (e.g. kept {report['kept'][:3]}); wrong architecture?")
+    variables, report = transplant(_read_weights(path), target)
+    _check_fraction(path, report, min_fraction)
     return jax.tree.map(jax.numpy.asarray, variables)

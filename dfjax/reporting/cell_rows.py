@@ -9,7 +9,7 @@ import math
 import re
 from typing import Any
 
-from dfjax.reporting.tables import add_rising_with_eps
+from dfjax.reporting.tables import add_rising_with_eps, transfer_source
 from dfjax.store import Store
 
 DETECTOR_SOURCES = {"trained": "trained in this run", "cache": "loaded from cache",
@@ -55,6 +55,16 @@ def is_auto(row: dict[str, Any]) -> bool:
     return row["attack"].split("[")[0] == "auto"
 
 
+def _initialisation_from_spec(options: dict[str, Any]) -> str:
+    """Where a detector's weights started, from its training options (rows stored
+    without env `detector_init`; that one also names the weights file's sha256)."""
+    if options.get("init_from"):
+        return f"init_from {options['init_from']}"
+    if options.get("warm_start_epochs"):
+        return f"warm start: standard, {options['warm_start_epochs']} epochs"
+    return "from scratch"
+
+
 PROVENANCE_FIELDS = (  # (label, function of a cell row -> text)
     ("examples evaluated", lambda c: str(c["n_examples"])),
     ("git revision", lambda c: c["env"].get("git_revision", "unknown")
@@ -66,6 +76,8 @@ PROVENANCE_FIELDS = (  # (label, function of a cell row -> text)
                                                 "unknown source")
      + (f", trained {c['env']['detector_trained_at']}"
         if c["env"].get("detector_trained_at", "unknown") != "unknown" else "")),
+    ("initialisation", lambda c: c["env"].get("detector_init")
+     or _initialisation_from_spec(c["spec"].get("training", {}).get("options", {}))),
     ("machine", lambda c: ", ".join(v for v in (c["env"].get("cpu"), c["env"].get("device"))
                                     if v) or "unknown"),
 )
@@ -96,8 +108,11 @@ def revision_warning(cells: list[dict[str, Any]]) -> str | None:
 def worst_cell(cells: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The cell behind the worst-case number of `cells` (one budget and n): the `auto`
     ensemble's where it ran, else the attack with the lowest robust accuracy; None when
-    no cell succeeded with a robust accuracy."""
+    no cell succeeded with a robust accuracy. Transfer cells count only where no
+    white-box cell did (a transfer entry): a detector's worst case is over the attacks
+    that saw it."""
     ok = [c for c in cells if c["status"] == "ok"
           and number(c.get("robust_accuracy")) is not None]
+    ok = [c for c in ok if transfer_source(c) is None] or ok
     pool = [c for c in ok if is_auto(c)] or ok
     return min(pool, key=lambda c: (c["robust_accuracy"], c["attack"])) if pool else None

@@ -1,7 +1,8 @@
 """The page of one detector (dataset x model x training x defence): provenance, failed
 cells with their errors, every cell, robustness curves, Table I and traces (log axis),
 ROC clean vs attacked, certified accuracy, training curves and an adversarial gallery,
-all inline (base64 PNGs), so the page opens from disk."""
+all inline (base64 PNGs), so the page opens from disk. Transfer cells (attacks crafted on
+another detector) are listed in a table of their own and drawn in none of the figures."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from dfjax.reporting import figures
 from dfjax.reporting._html import esc, fmt, img, page
 from dfjax.reporting.cell_rows import (
     detector_name, number, provenance, revision_warning, worst_cell)
-from dfjax.reporting.tables import SANITY_FLAGS, fired_flags
+from dfjax.reporting.tables import SANITY_FLAGS, attack_label, fired_flags, transfer_source
 from dfjax.store import Store
 
 STANDARD_DELTA = 8.0  # the gallery shows this budget (delta, 1/255 units) where it ran
@@ -22,8 +23,11 @@ CERTIFIED_PREFIX = "certified_accuracy_l2_"
 def detector_html(store: Store, cells: list[dict[str, Any]],
                   histories: dict[str, dict[str, Any]]) -> str:
     """The page of one detector (dataset, model, training, defence): every cell of it in
-    `cells`, `histories` {detector_id: Store.detectors() entry}."""
+    `cells` (transfer cells scored on it too), `histories` {detector_id:
+    Store.detectors() entry}."""
     first = cells[0]
+    transfer = [c for c in cells if transfer_source(c) is not None]
+    white_box = [c for c in cells if transfer_source(c) is None]
     name = detector_name(first["model"], first["training"], first["defence"])
     title = f"{name} on {first['dataset']}"
     parts = ['<p><a href="../index.html">&larr; leaderboard</a></p>',
@@ -38,11 +42,12 @@ def detector_html(store: Store, cells: list[dict[str, Any]],
     if failed:
         parts.append(f'<h2 class="failed">Failed cells ({len(failed)})</h2>')
         for c in failed:
-            parts.append(f"<h3>{esc(c['attack'])}, {esc(c['norm'])}, delta {c['delta']:g}, "
+            parts.append(f"<h3>{esc(attack_label(c))}, {esc(c['norm'])}, delta {c['delta']:g}, "
                          f"n = {c['n_examples']}</h3>"
                          f'<pre class="error">{esc(c.get("error") or "no error recorded")}</pre>')
-    parts.append(_cells_table(cells))
-    ok = [c for c in cells if c["status"] == "ok"]
+    parts.append(_cells_table(white_box))
+    parts.append(_transfer_table(transfer))
+    ok = [c for c in white_box if c["status"] == "ok"]
     by_n: dict[int, list] = defaultdict(list)
     for c in ok:
         by_n[c["n_examples"]].append(c)
@@ -78,6 +83,29 @@ def _cells_table(cells: list[dict[str, Any]]) -> str:
             f"<td class='text'>{esc('; '.join(SANITY_FLAGS[f] for f in fired_flags(c)))}"
             "</td></tr>")
     return header + "".join(lines) + "</tbody></table>"
+
+
+def _transfer_table(cells: list[dict[str, Any]]) -> str:
+    """The transfer cells scored on this detector: source, attack, budget, results."""
+    if not cells:
+        return ""
+    lines = []
+    for c in sorted(cells, key=lambda c: (c["n_examples"], c["eps"], c["attack"],
+                                          transfer_source(c))):
+        status = ('<span class="failed">failed</span>' if c["status"] != "ok" else "ok")
+        lines.append(
+            f"<tr><td class='text'>{esc(transfer_source(c))}</td>"
+            f"<td class='text'>{esc(c['attack'])}</td><td>{esc(c['norm'])}</td>"
+            f"<td>{c['delta']:g}</td><td>{c['n_examples']}</td><td class='text'>{status}</td>"
+            f"<td>{fmt(number(c.get('robust_accuracy')))}</td>"
+            f"<td>{fmt(number(c.get('attack_success_rate')))}</td></tr>")
+    return ("<h2>Transfer attacks on this detector</h2><p>Adversarial examples crafted "
+            "white-box on the source detector and scored on this one (black-box to it); "
+            "the source equal to this detector is its white-box cell again.</p>"
+            "<table><thead><tr><th class='text'>source</th><th class='text'>attack</th>"
+            "<th>norm</th><th>delta</th><th>n</th><th class='text'>status</th>"
+            "<th>robust acc.</th><th>attack success</th></tr></thead><tbody>"
+            + "".join(lines) + "</tbody></table>")
 
 
 def _roc_section(store: Store, ok: list[dict[str, Any]]) -> str:

@@ -7,7 +7,10 @@ worst-case robust accuracy (the `auto` ensemble where it ran, else the minimum o
 attacks run, labelled so), the best known robust accuracy (the minimum over every attack
 run), robust accuracy per attack, certified accuracy where a defence certifies, whether
 the evaluation adapted to the defence, the sanity flags ("evaluation possibly
-unreliable"), attack time, parameter count and provenance. Boards sort by any column and
+unreliable"), attack time, parameter count and provenance. A transfer attack's cells
+(crafted on another detector, black-box to this one) are rows of their own, marked
+"transfer" and named by their source, below the white-box rows, and never part of a
+white-box row's worst case. Boards sort by any column and
 filter by text; each row links to `detectors/<slug>.html` (curves, Table I, ROC clean vs
 attacked, training curves, an adversarial gallery), all self-contained: inline CSS, JS
 and base64 PNGs, no timestamps of generation, stable order, so the same store gives
@@ -24,6 +27,7 @@ import dataclasses
 import functools
 import json
 import math
+import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -41,7 +45,7 @@ from dfjax.reporting.cell_rows import (
     worst_cell,
 )
 from dfjax.reporting.detector_page import CERTIFIED_PREFIX, detector_html
-from dfjax.reporting.tables import SANITY_FLAGS, fired_flags
+from dfjax.reporting.tables import SANITY_FLAGS, fired_flags, transfer_source
 from dfjax.store import Store
 
 # --- the data: boards of entries ------------------------------------------------------
@@ -49,7 +53,9 @@ from dfjax.store import Store
 @dataclasses.dataclass(frozen=True)
 class Entry:
     """One board row: one detector (model + training + defence) on `n_examples` examples
-    at the board's budget. `cells`: its stored cell rows (ok and failed), by attack."""
+    at the board's budget. `cells`: its stored cell rows (ok and failed), by attack.
+    `source`: for a transfer row, the detector its cells' attacks were crafted on
+    ('model/training'); '' for a white-box row."""
 
     dataset: str
     model: str
@@ -58,6 +64,7 @@ class Entry:
     n_examples: int
     seed: int
     cells: tuple[dict[str, Any], ...]
+    source: str = ""
 
     @property
     def ok(self) -> list[dict[str, Any]]:
@@ -69,7 +76,8 @@ class Entry:
 
     @property
     def name(self) -> str:
-        return detector_name(self.model, self.training, self.defence)
+        name = detector_name(self.model, self.training, self.defence)
+        return name + (f" · transfer from {self.source}" if self.source else "")
 
     @property
     def slug(self) -> str:
@@ -77,27 +85,31 @@ class Entry:
 
     @property
     def marks(self) -> list[str]:
-        """Short marks after the detector's name. A transfer row (a later issue) adds
-        'transfer' here, styled by the CSS class mark-transfer."""
-        return [f"{len(self.failed)} failed"] if self.failed else []
+        """Short marks after the detector's name (CSS class mark-<last word>): 'transfer'
+        on a transfer row, 'N failed' where cells failed."""
+        return (["transfer"] if self.source else []) + (
+            [f"{len(self.failed)} failed"] if self.failed else [])
 
 
 def group_boards(rows: list[dict[str, Any]]) -> dict[tuple[str, str, float], list[Entry]]:
     """{(dataset, norm, eps): its entries} for every eps > 0, boards in that order;
-    entries by worst-case robust accuracy, highest first (none last), then by name."""
+    white-box entries first, then transfer entries (one per target and source), each by
+    worst-case robust accuracy, highest first (none last), then by name."""
     by_row: dict[tuple, list] = defaultdict(list)
     for row in rows:
         if row["eps"] > 0:
             by_row[(row["dataset"], row["norm"], row["eps"], row["model"], row["training"],
-                    row["defence"], row["n_examples"], row["seed"])].append(row)
+                    row["defence"], row["n_examples"], row["seed"],
+                    transfer_source(row) or "")].append(row)
     boards: dict[tuple[str, str, float], list[Entry]] = defaultdict(list)
     for key, cells in sorted(by_row.items()):
-        dataset, norm, eps, model, training, defence, n, seed = key
+        dataset, norm, eps, model, training, defence, n, seed, source = key
         cells = sorted(cells, key=lambda c: (c["attack"], c["cell_id"]))
         boards[(dataset, norm, eps)].append(
-            Entry(dataset, model, training, defence, n, seed, tuple(cells)))
+            Entry(dataset, model, training, defence, n, seed, tuple(cells), source))
     for entries in boards.values():
-        entries.sort(key=lambda e: (_descending(worst_case(e)[0]), e.name, e.n_examples))
+        entries.sort(key=lambda e: (bool(e.source), _descending(worst_case(e)[0]), e.name,
+                                    e.n_examples))
     return dict(sorted(boards.items()))
 
 
@@ -108,14 +120,15 @@ def _descending(value: float | None) -> float:
 def worst_case(entry: Entry) -> tuple[float | None, str]:
     """(robust accuracy, label): the `auto` ensemble's where it ran (label 'auto'), else
     the minimum over the attacks run (label 'min of k attacks'); (None, '') with no
-    successful cell."""
+    successful cell. A transfer entry's label says 'transfer'."""
     cell = worst_cell(entry.cells)
     if cell is None:
         return None, ""
+    prefix = "transfer, " if entry.source else ""
     if is_auto(cell):
-        return cell["robust_accuracy"], "auto"
+        return cell["robust_accuracy"], prefix + "auto"
     k = sum(number(c.get("robust_accuracy")) is not None for c in entry.ok)
-    return cell["robust_accuracy"], f"min of {k} attack{'s' * (k > 1)}"
+    return cell["robust_accuracy"], prefix + f"min of {k} attack{'s' * (k > 1)}"
 
 
 def best_known(entry: Entry) -> tuple[float | None, str]:
@@ -155,8 +168,12 @@ def certified(entry: Entry, norm: str, eps: float) -> tuple[float | None, str, s
 
 
 def adaptive_mark(entry: Entry) -> tuple[float | None, str, str]:
-    """(sort value, text, explanation): 'n/a' without a defence, 'NO' when any cell's
-    attack ignored the defence (adaptive 0.0), else 'yes' with the attack form."""
+    """(sort value, text, explanation): 'black-box' for a transfer entry, 'n/a' without a
+    defence, 'NO' when any cell's attack ignored the defence (adaptive 0.0), else 'yes'
+    with the attack form."""
+    if entry.source:
+        return None, "black-box", (f"transfer: crafted on {entry.source}, scored on this "
+                                   "detector; never adapted to it")
     if entry.defence.split("[")[0] == "none":
         return None, "n/a", "no inference-time defence"
     flags = [number(c.get("adaptive")) for c in entry.ok]
@@ -230,15 +247,28 @@ def _count_parameters(model_json: str, image_size: int) -> int:
 
 # --- HTML ---------------------------------------------------------------------------
 
+def natural_order(label: str) -> list:
+    """A sort key reading numbers in labels as numbers: square[num_queries=30] before
+    square[num_queries=100]."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part)
+            for part in re.split(r"(\d+)", label)]
+
+
 def _board_html(index: int, key: tuple[str, str, float], entries: list[Entry]) -> str:
     dataset, norm, eps = key
-    attacks = sorted({c["attack"] for e in entries for c in e.cells})
+    attacks = sorted({c["attack"] for e in entries for c in e.cells}, key=natural_order)
     budget = f"eps = {eps:.4g}" + (f" (delta = {eps * 255:.4g}/255)" if norm == "linf" else "")
     table_id = f"board-{index}"
     parts = [f'<h2 id="{table_id}-title">{esc(dataset)} · {esc(norm)} · {esc(budget)}</h2>']
     warning = revision_warning([c for e in entries for c in e.cells])
     if warning:
         parts.append(f'<p class="warning revisions">{esc(warning)}</p>')
+    codes = sorted({str(c["env"].get("evaluation_code")) for e in entries for c in e.cells
+                    if c["status"] == "ok" and c["env"].get("evaluation_code")})
+    if len(codes) > 1:  # e.g. rows of one revision, scored before and after an edit
+        parts.append(f'<p class="warning fingerprints">This board mixes rows scored by '
+                     f'{len(codes)} versions of the evaluation code (fingerprints '
+                     f'{esc(", ".join(codes))}): its rows may not be comparable.</p>')
     parts.append(f'<p><small>rows shown: <span id="{table_id}-count">{len(entries)} of '
                  f"{len(entries)}</span></small></p>")
     headers = [("detector", "text"), ("training", "text"), ("defence", "text"),
@@ -260,6 +290,8 @@ def _entry_row(entry: Entry, attacks: list[str], norm: str, eps: float) -> str:
     marks = "".join(f'<span class="mark mark-{esc(m.split()[-1])}">{esc(m)}</span>'
                     for m in entry.marks)
     link = f'<a href="detectors/{esc(entry.slug)}.html">{esc(entry.model)}</a>{marks}'
+    if entry.source:
+        link += f"<br><small>from {esc(entry.source)}</small>"
     cells = [td(link, entry.model, cls="text", raw=True),
              td(_short(entry.training), entry.training, cls="text", title=entry.training),
              td(entry.defence, entry.defence, cls="text")]
@@ -269,7 +301,9 @@ def _entry_row(entry: Entry, attacks: list[str], norm: str, eps: float) -> str:
     value, label = worst_case(entry)
     cells.append(td(f"{fmt(value)}<br><small>{esc(label)}</small>", value, raw=True,
                      title={"auto": "the auto ensemble", "": "no successful cell"}.get(
-                         label, "no auto ensemble ran: the minimum over the attacks run")))
+                         label, "no auto ensemble ran: the minimum over the attacks run"
+                         if not entry.source else "the minimum over the transfer attacks "
+                         f"from {entry.source}: black-box, not this detector's worst case")))
     value, attack = best_known(entry)
     cells.append(td(f"{fmt(value)}<br><small>{esc(attack)}</small>", value, raw=True,
                      title="the lowest robust accuracy of any attack run"))
@@ -289,7 +323,11 @@ def _entry_row(entry: Entry, attacks: list[str], norm: str, eps: float) -> str:
     value, text, why = adaptive_mark(entry)
     cells.append(td(text, value, cls="nonadaptive" if text == "NO" else "", title=why))
     flags = fired(entry)
-    if flags:
+    if entry.source and entry.ok:
+        cells.append(td("black-box transfer", "transfer", cls="text",
+                         title="crafted on another detector: the sanity checks, which "
+                               "re-attack this detector, do not apply"))
+    elif flags:
         explanation = "; ".join(SANITY_FLAGS[f] for f in flags)
         cells.append(td(f'<span class="unreliable">evaluation possibly unreliable</span>'
                          f"<br><small>{esc(explanation)}</small>", "unreliable", cls="text",
@@ -324,6 +362,8 @@ def index_html(rows: list[dict[str, Any]]) -> str:
              "auto ensemble's robust accuracy where it ran, otherwise the minimum over the "
              "attacks run (labelled so); <em>best known</em> is the minimum over every attack "
              "run. Certified accuracy is a certificate (randomized smoothing), not an attack. "
+             "Rows marked <em>transfer</em> score examples crafted on another detector "
+             "(named under the model; black-box to this one), below the white-box rows. "
              "Click a column header to sort; type to filter.</p>"]
     if not rows:
         parts.append('<p class="warning empty">The results store is empty: no cell has '

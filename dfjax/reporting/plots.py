@@ -1,15 +1,17 @@
 """Plot files derived from the store, per detector and defence: robustness curves, the
 paper's Table I (true-class probability against delta, log axis) and true-class
-probability against attack iteration (dfjax.reporting.figures draws them)."""
+probability against attack iteration (dfjax.reporting.figures draws them); per GAN-made
+dataset, the paper's Fig. 4 (the GAN's D and G losses per epoch)."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from dfjax.reporting.figures import robustness_png, table1_png, tcp_trace_png
+from dfjax.reporting.figures import _png, robustness_png, table1_png, tcp_trace_png
 
 FIGURES = (("curves", robustness_png), ("table1", table1_png), ("trace", tcp_trace_png))
 
@@ -41,4 +43,46 @@ def plot_robustness_curves(rows: list[dict[str, Any]], out: Path) -> list[Path]:
                 path = out / f"{prefix}_{slug}.png"
                 path.write_bytes(png)
                 written.append(path)
+    return written
+
+
+def gan_losses_png(history: list[dict[str, Any]], title: str = "") -> bytes | None:
+    """The paper's Fig. 4: the discriminator's and the generator's loss per epoch of a GAN
+    (history: [{epoch, d_loss, g_loss}, ...]); None for an empty history."""
+    from matplotlib.figure import Figure
+
+    if not history:
+        return None
+    fig = Figure(figsize=(5.5, 3.5))
+    ax = fig.subplots()
+    epochs = [h["epoch"] for h in history]
+    ax.plot(epochs, [h["d_loss"] for h in history], marker="o", label="D loss")
+    ax.plot(epochs, [h["g_loss"] for h in history], marker="o", label="G loss")
+    ax.set(xlabel="epoch", ylabel="loss (binary cross-entropy)")
+    ax.legend(fontsize=8)
+    return _png(fig, title)
+
+
+def plot_gan_losses(rows: list[dict[str, Any]], out: Path) -> list[Path]:
+    """`fig4_<dataset>_<size>px_n<examples>.png` for every dataset of the store whose rows
+    carry a GAN history (env `dataset_gan_history`: gan_fakes), one per dataset spec."""
+    histories: dict[str, tuple[dict, list]] = {}
+    for r in rows:
+        history = json.loads(r.get("env_json") or "{}").get("dataset_gan_history")
+        if history:
+            dataset = json.loads(r["spec_json"])["dataset"]
+            histories.setdefault(json.dumps(dataset, sort_keys=True), (r, json.loads(history)))
+    written = []
+    for key, (row, history) in sorted(histories.items()):
+        dataset = json.loads(key)
+        name = (f"{row['dataset']}_{dataset['image_size']}px_n{dataset['num_examples']}"
+                + (f"_seed{dataset['seed']}" if dataset.get("seed") else ""))
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-")
+        title = (f"GAN losses: {row['dataset']} ({dataset['image_size']} px, "
+                 f"{dataset['num_examples']} examples)")
+        png = gan_losses_png(history, title)
+        if png is not None:
+            path = out / f"fig4_{slug}.png"
+            path.write_bytes(png)
+            written.append(path)
     return written

@@ -9,6 +9,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from dfjax.config import ModelSpec, TrainSpec
 from dfjax.store import Store
 
 CELL_COLUMNS = ("cell_id", "status", "dataset", "model", "training", "defence", "attack",
@@ -48,10 +49,42 @@ SANITY_FLAGS = {
 }
 
 
+def transfer_source(row: dict[str, Any]) -> str | None:
+    """The source detector of a transfer cell's row as 'model/training' labels (as the
+    row's own model and training columns write them), or None for a white-box row. Read
+    from the row's `source` (flat_rows), else its spec (`spec` parsed, or `spec_json`)."""
+    if "source" in row:
+        return row["source"]
+    spec = row.get("spec")
+    if spec is None:
+        try:
+            spec = json.loads(row.get("spec_json") or "{}")
+        except json.JSONDecodeError:
+            return None
+    source = spec.get("source") if isinstance(spec, dict) else None
+    if not source:
+        return None
+    try:
+        return (f"{ModelSpec(**source['model']).label()}/"
+                f"{TrainSpec(**source['training']).label()}")
+    except (KeyError, TypeError):
+        return "unknown source"
+
+
+def white_box(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows that are not transfer cells (see transfer_source)."""
+    return [r for r in rows if transfer_source(r) is None]
+
+
 def flat_rows(store: Store) -> list[dict[str, Any]]:
     """Every stored cell as a flat dict (axes, metrics, timings, error), without blobs,
-    with the cross-cell sanity flag sanity_rising_with_eps added (iterative attacks)."""
-    rows = [{k: v for k, v in row.items() if k not in DROP} for row in store.rows()]
+    with the cross-cell sanity flag sanity_rising_with_eps added (iterative attacks);
+    a transfer cell's row has `source` (transfer_source), a white-box row has none."""
+    rows = []
+    for row in store.rows():
+        source = transfer_source(row)
+        rows.append({k: v for k, v in row.items() if k not in DROP}
+                    | ({"source": source} if source is not None else {}))
     add_rising_with_eps(rows)
     return rows
 
@@ -59,9 +92,11 @@ def flat_rows(store: Store) -> list[dict[str, Any]]:
 def add_rising_with_eps(rows: list[dict[str, Any]]) -> None:
     """sanity_rising_with_eps = 1.0 on a cell of an iterative attack whose robust accuracy
     exceeds that of a smaller eps (same detector, defence, attack, norm) by more than
-    RISING_TOLERANCE (Carlini et al. 2019: more budget must never help the model)."""
+    RISING_TOLERANCE (Carlini et al. 2019: more budget must never help the model).
+    White-box cells only: a transfer attack is not one the target's robustness bounds."""
     keys = ("dataset", "model", "training", "defence", "attack", "norm", "n_examples")
-    for group in _group([r for r in rows if r["status"] == "ok"], keys).values():
+    ok = [r for r in rows if r["status"] == "ok" and transfer_source(r) is None]
+    for group in _group(ok, keys).values():
         if group[0]["attack"].split("[")[0] not in ITERATIVE:
             continue
         lowest = math.inf
@@ -204,13 +239,19 @@ def training_markdown(store: Store) -> str:
     return "\n".join(parts)
 
 
+def attack_label(row: dict[str, Any]) -> str:
+    """The row's attack, with '(transfer from SOURCE)' on a transfer cell's."""
+    source = transfer_source(row)
+    return row["attack"] + (f" (transfer from {source})" if source is not None else "")
+
+
 def failures_markdown(rows: list[dict[str, Any]]) -> str:
     failed = [r for r in rows if r["status"] != "ok"]
     lines = ["# Failed cells\n", f"{len(failed)} of {len(rows)} cells failed.\n"]
     for r in failed:
         first_line = (r.get("error") or "").splitlines()[0] if r.get("error") else ""
         lines.append(f"- {r['dataset']} x {r['model']} x {r['training']} x {r['defence']} x "
-                     f"{r['attack']} delta={r['delta']:g}: {first_line}")
+                     f"{attack_label(r)} delta={r['delta']:g}: {first_line}")
     return "\n".join(lines) + "\n"
 
 
@@ -241,7 +282,7 @@ def timings_markdown(rows: list[dict[str, Any]]) -> str:
              "| dataset | model | training | attack | delta | wall s | compile s | img/s |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['dataset']} | {r['model']} | {r['training']} | {r['attack']} | "
+        lines.append(f"| {r['dataset']} | {r['model']} | {r['training']} | {attack_label(r)} | "
                      f"{r['delta']:g} | {_fmt(r['wall_time'], 2)} | {_fmt(r['compile_time'], 2)}"
                      f" | {_fmt(r['images_per_second'], 1)} |")
     return "\n".join(lines) + "\n"

@@ -21,12 +21,13 @@ from dfjax.config import (
     MatrixConfig,
     ModelSpec,
     Options,
+    SourceSpec,
     TrainSpec,
 )
 from dfjax.data import DATASETS
 from dfjax.defences import DEFENCES
-from dfjax.models import MODELS
-from dfjax.models.pretrained import StateDictError, check_weights_file
+from dfjax.models import MODELS, build_model
+from dfjax.models.pretrained import StateDictError, check_weights_file, check_weights_for_model
 from dfjax.registry import UnknownNameError
 from dfjax.training import RECIPES
 
@@ -114,13 +115,27 @@ def _field_problems(obj: Any, where: str) -> list[str]:
     return problems
 
 
-def _attack_specs(config: MatrixConfig) -> list[AttackSpec]:
+def _attack_specs(config: MatrixConfig, sweeps: tuple[AttackSweep, ...] | None = None
+                  ) -> list[AttackSpec]:
+    """Each sweep (default: config.attacks) at each of its budgets."""
     specs = []
-    for sweep in config.attacks:
+    for sweep in config.attacks if sweeps is None else sweeps:
         for eps in sweep.eps_values if sweep.eps_values is not None else config.eps_values:
             specs.append(AttackSpec(name=sweep.name, norm=sweep.norm, eps=float(eps),
                                     options=sweep.options))
     return specs
+
+
+@functools.cache
+def _weights_mismatch(path: str, model: ModelSpec, image_size: int) -> str | None:
+    """Why the weights file `path` cannot initialise `model` at image_size (a file of
+    another architecture), or None; read once per process."""
+    try:
+        check_weights_for_model(path, build_model(model), (image_size, image_size, 3),
+                                model_name=model.name)
+    except StateDictError as e:
+        return str(e)
+    return None
 
 
 def validate(config: MatrixConfig) -> None:
@@ -152,11 +167,17 @@ def _problems(config: MatrixConfig) -> list[str]:
             problems.append(f"{field} must hold {spec_class.__name__}s, got {value!r}")
     if problems:
         raise ConfigError("; ".join(problems))
+    if not isinstance(config.transfer, tuple) or not all(
+            isinstance(sweep, AttackSweep) for sweep in config.transfer):
+        raise ConfigError(f"transfer must be a tuple of AttackSweeps (may be empty), got "
+                          f"{shown(repr(config.transfer))}")
     problems += _field_problems(config, f"config {config.name!r}")
     for axis, (field, _) in AXIS_SPECS.items():
         for spec in getattr(config, field):
             label = getattr(spec, "name", None) or getattr(spec, "recipe", None)
             problems += _field_problems(spec, f"{axis} {label!r}")
+    for sweep in config.transfer:
+        problems += _field_problems(sweep, f"transfer attack {sweep.name!r}")
     if problems:
         return problems
     for spec in config.datasets:
@@ -179,9 +200,16 @@ def _problems(config: MatrixConfig) -> list[str]:
                 check_weights_file(spec.option("init_from"))
             except StateDictError as e:
                 problems.append(f"training {spec.recipe}: init_from {e}")
+                continue
+            for model, dataset in itertools.product(config.models, config.datasets):
+                if model.name in MODELS and not problems:
+                    error = _weights_mismatch(spec.option("init_from"), model,
+                                              dataset.image_size)
+                    if error:
+                        problems.append(f"training {spec.recipe}: init_from {error}")
     for spec in config.defences:
         resolve(DEFENCES, spec.name, spec.options)
-    for spec in _attack_specs(config):
+    for spec in _attack_specs(config) + _attack_specs(config, config.transfer):
         if spec.name not in ATTACKS:
             resolve(ATTACKS, spec.name, spec.options)
             continue
@@ -207,7 +235,26 @@ def _problems(config: MatrixConfig) -> list[str]:
     return problems
 
 
+def check_cells(cells: Iterable[Cell]) -> None:
+    """Raise ConfigError before any work when a transfer cell's source detector is trained
+    on another dataset than its target (the cells `expand` makes never are; hand-made
+    ones may be), naming each such cell's target, source and both datasets."""
+    problems = []
+    for cell in cells:
+        if cell.source is not None and cell.source.dataset != cell.dataset:
+            problems.append(
+                f"transfer cell {cell.cell_id} ({cell.model.label()}/{cell.training.label()} "
+                f"{cell.attack.label()}): its source {cell.source.label()} is trained on "
+                f"dataset {cell.source.dataset.label()} "
+                f"({shown(cell.source.dataset.canonical(), 200)}), the target on "
+                f"{cell.dataset.label()} ({shown(cell.dataset.canonical(), 200)}); "
+                "a transfer attack needs both on the same dataset")
+    if problems:
+        raise ConfigError("invalid cells:\n  " + "\n  ".join(dict.fromkeys(problems)))
+
+
 def cell_axis_value(cell: Cell, axis: str) -> str:
+    """The cell's name on `axis` (for `--only`); a transfer cell's is its target's."""
     return {"dataset": cell.dataset.name, "model": cell.model.name,
             "training": cell.training.recipe, "defence": cell.defence.name,
             "attack": cell.attack.name}[axis]
@@ -258,14 +305,32 @@ def expand(config: MatrixConfig, only: Mapping[str, Sequence[str]] | None = None
 
 
 def _product_cells(config: MatrixConfig) -> list[Cell]:
+    common = dict(n_eval=config.n_eval, seed=config.seed,
+                  eval_batch_size=config.eval_batch_size)
     cells = [
-        Cell(dataset=d, model=m, training=t, defence=df, attack=a,
-             n_eval=config.n_eval, seed=config.seed, eval_batch_size=config.eval_batch_size)
+        Cell(dataset=d, model=m, training=t, defence=df, attack=a, **common)
         for d, m, t, df, a in itertools.product(
             config.datasets, config.models, config.trainings, config.defences,
             _attack_specs(config))
     ]
-    return cells + [c for sub in config.extra for c in _product_cells(sub)]
+    return cells + _transfer_cells(config) + [
+        c for sub in config.extra for c in _product_cells(sub)]
+
+
+def _transfer_cells(config: MatrixConfig) -> list[Cell]:
+    """config.transfer's cells: every ordered (source, target) pair of the config's
+    detectors on one dataset (self pairs too), target behind each defence, each budget."""
+    specs = _attack_specs(config, config.transfer)
+    if not specs:
+        return []
+    detectors = list(itertools.product(config.datasets, config.models, config.trainings))
+    return [
+        Cell(dataset=d, model=m, training=t, defence=df, attack=a,
+             source=SourceSpec(dataset=sd, model=sm, training=st), n_eval=config.n_eval,
+             seed=config.seed, eval_batch_size=config.eval_batch_size)
+        for (d, m, t), (sd, sm, st) in itertools.product(detectors, detectors) if sd == d
+        for df in config.defences for a in specs
+    ]
 
 
 def _tupled(value: Any) -> Any:

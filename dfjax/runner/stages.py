@@ -82,8 +82,9 @@ class CellWorker:
 
     A dataset or detector that fails to build fails every cell that needs it, with its
     error. retrain: ids of detectors to train afresh (once) instead of loading them from
-    the checkpoint cache (`detector_ids` of the cells, for `--retrain`). log: messages (corrupt or stale caches); status: a short
-    line per stage (a progress bar's description); on_epoch: each training epoch's record.
+    the checkpoint cache (`detector_ids` of the cells, for `--retrain`). log: messages
+    (corrupt or stale caches); status: a short line per stage (a progress bar's
+    description); on_epoch: each training epoch's record.
     """
 
     def __init__(self, *, data_dir: Path, checkpoint_dir: Path, retrain: Iterable[str] = (),
@@ -167,8 +168,8 @@ class CellWorker:
                 cell, detector, splits.test, self.evaluator, cell.eval_batch_size,
                 validation=splits.validation, source=source))
             timings["wall_time"] = time.perf_counter() - start
-            outcome = CellOutcome(cell, "ok", metrics, timings, extra,
-                                  env=environment() | provenance(splits, detector))
+            env = environment() | provenance(splits, detector, cell.training)
+            outcome = CellOutcome(cell, "ok", metrics, timings, extra, env=env)
         except Exception as e:  # stored as failed, with its error; the run goes on
             outcome = CellOutcome(cell, "failed", env=environment(),
                                   timings={"wall_time": time.perf_counter() - start},

@@ -1,10 +1,17 @@
 """Content-addressed detector checkpoints: written atomically, verified on load.
 
 A checkpoint is `<dir>/<detector_id>.msgpack` (flax serialization: msgpack, which holds
-data only, never code) beside `<detector_id>.json` holding its sha256, the training spec
-and history. A checkpoint whose metadata is unreadable, whose hash does not match, or
-whose arrays are not the target's tree (names, shapes, dtypes) is reported corrupt
+data only, never code) beside `<detector_id>.json` holding its sha256, the training spec,
+history and the fingerprint of the code that trained it (checked by
+`dfjax.training.detectors.get_detector`: a checkpoint of other code is retrained). A
+checkpoint whose metadata is unreadable, whose hash does not match, or whose arrays
+are not the target's tree (names, shapes, dtypes) is reported corrupt
 (`CorruptCheckpointError`, naming the file) and retrained, never loaded.
+
+Each file is written to `<name>.tmp<pid>` and renamed into place, the metadata last: a
+process killed mid-save leaves either no checkpoint (retrained) or a whole one, never a
+half-written file under a checkpoint's name. Temporary files of processes that are gone
+are removed by the next save.
 """
 
 from __future__ import annotations
@@ -35,19 +42,54 @@ def default_checkpoint_dir() -> Path:
     return settings.checkpoint_dir()
 
 
+_TEMPORARY = re.compile(r".+\.tmp(\d+)")
+
+
 def _atomic_write(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file renamed into place (flushed to disk
+    first), so `path` holds either its old bytes or all of `data`."""
     tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
-    tmp.write_bytes(data)
+    with open(tmp, "wb") as f:
+        f.write(data[:len(data) // 2])
+        f.flush()
+        settings.kill_point("checkpoint.write")
+        f.write(data[len(data) // 2:])
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def _pid_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def remove_stale_temporaries(directory: Path) -> list[Path]:
+    """Delete the temporary files (`*.tmp<pid>`) in `directory` left by processes that are
+    no longer running (killed mid-save); returns them. A live writer's are kept."""
+    removed = []
+    for path in directory.glob("*.tmp*"):
+        match = _TEMPORARY.fullmatch(path.name)
+        if match and not _pid_running(int(match.group(1))):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 def save_checkpoint(directory: Path, detector_id: str, variables: Any, meta: dict) -> Path:
     """Write weights then metadata (the metadata names the weights' hash, so a crash
     between the two leaves a checkpoint that fails verification, not a wrong one)."""
     directory.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(directory)
     blob = serialization.to_bytes(variables)
     weights = directory / f"{detector_id}.msgpack"
     _atomic_write(weights, blob)
+    settings.kill_point("checkpoint.weights")
     meta = {**meta, "sha256": hashlib.sha256(blob).hexdigest()}
     _atomic_write(directory / f"{detector_id}.json", json.dumps(meta, indent=1).encode())
     return weights

@@ -114,12 +114,19 @@ def train_gan(real_images: np.ndarray, *, key: jax.Array, epochs: int = 5, batch
 
 
 def sample_fakes(generator_variables: dict, n: int, key: jax.Array, *,
-                 generator: DCGANGenerator | None = None, image_size: int = 64) -> np.ndarray:
+                 generator: DCGANGenerator | None = None, image_size: int = 64,
+                 batch_size: int = 256) -> np.ndarray:
     """n generated images, uint8 [n, s, s, 3] (label 1 = fake), from `key`.
 
-    `generator` defaults to `generator_for(image_size)` (what `train_gan` builds).
+    `generator` defaults to `generator_for(image_size)` (what `train_gan` builds); the
+    images are drawn `batch_size` at a time, so memory stays bounded.
     """
     generator = generator or generator_for(image_size)
     z = jax.random.normal(key, (n, generator.latent_dim))
-    images = generator.apply(generator_variables, z, train=False)
-    return np.asarray(jnp.round(jnp.clip(images, 0.0, 1.0) * 255.0)).astype(np.uint8)
+    apply = jax.jit(lambda variables, z: generator.apply(variables, z, train=False))
+    size = generator.image_size
+    chunks = [np.zeros((0, size, size, 3), np.uint8)]
+    for start in range(0, n, batch_size):
+        images = apply(generator_variables, z[start:start + batch_size])
+        chunks.append(np.asarray(jnp.round(jnp.clip(images, 0.0, 1.0) * 255.0)).astype(np.uint8))
+    return np.concatenate(chunks)

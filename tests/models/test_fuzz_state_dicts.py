@@ -205,9 +205,9 @@ def test_bad_init_from_file_is_refused_before_data_loads(tmp_path, monkeypatch):
     import dataclasses
 
     from dfjax.configs import get_config
-    from dfjax.runner import ConfigError, expand, local
+    from dfjax.runner import ConfigError, expand, local, stages
 
-    monkeypatch.setattr(local, "load_dataset", lambda *a, **k: pytest.fail("data was loaded"))
+    monkeypatch.setattr(stages, "load_dataset", lambda *a, **k: pytest.fail("data was loaded"))
     not_zip = tmp_path / "weights.npz"
     not_zip.write_bytes(b"\x80\x04 a pickle, say")
     for path, message in ((tmp_path / "missing.npz", "no such file"),

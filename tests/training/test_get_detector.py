@@ -42,8 +42,11 @@ def test_checkpoint_metadata_without_history_is_retrained_not_a_crash(tmp_path, 
     another tool's) costs a retrain, logged, not a KeyError in every cell."""
     from dfjax.training import detectors
 
-    monkeypatch.setattr(detectors, "load_checkpoint",
-                        lambda *a: ({"params": {}}, {"sha256": "0" * 64}))
+    cell = Cell(dataset=DatasetSpec(name="toy"), model=ModelSpec(name="cnn7_tiny"),
+                training=TrainSpec(epochs=1, batch_size=8), defence=DefenceSpec(),
+                attack=AttackSpec(name="noise"), n_eval=8, seed=0)
+    meta = {"sha256": "0" * 64, "fingerprint": detectors.training_fingerprint(cell)}
+    monkeypatch.setattr(detectors, "load_checkpoint", lambda *a: ({"params": {}}, meta))
     trained = []
     monkeypatch.setattr(detectors, "train_new_detector",
                         lambda *a, **k: trained.append(1) or detectors.Detector(
@@ -52,8 +55,5 @@ def test_checkpoint_metadata_without_history_is_retrained_not_a_crash(tmp_path, 
     monkeypatch.setattr(detectors, "create_variables", lambda *a: {})
     logged = []
     splits = DatasetSplits(_split(8, 0), _split(8, 1), _split(8, 2))
-    cell = Cell(dataset=DatasetSpec(name="toy"), model=ModelSpec(name="cnn7_tiny"),
-                training=TrainSpec(epochs=1, batch_size=8), defence=DefenceSpec(),
-                attack=AttackSpec(name="noise"), n_eval=8, seed=0)
     detectors.get_detector(cell, splits, checkpoint_dir=tmp_path, log=logged.append)
     assert trained == [1] and "lacks its training history" in logged[0]

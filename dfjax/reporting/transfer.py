@@ -1,0 +1,177 @@
+"""Transfer tables and heatmaps from the store's transfer cells (`Cell.source` set).
+
+One table per dataset x attack x budget (x target defence x number of examples): rows
+are source detectors (the attack crafted white-box on them), columns target detectors
+(the crafted examples scored on them, black-box), cells the target's robust accuracy and
+attack success rate. The diagonal (source = target) behind no defence is the white-box
+result for the same examples and key. Written as `transfer.md`, `transfer.csv` (one line per
+cell) and `transfer_<slug>.png` heatmaps; deterministic, like every other report file.
+
+Example:
+    >>> with Store("results/store.sqlite") as store:
+    ...     write_transfer_report(flat_rows(store), Path("results"))
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dfjax.reporting.figures import _png
+from dfjax.reporting.tables import _csv_value, _fmt, transfer_source
+
+VALUES = (("robust_accuracy", "robust accuracy of the target"),
+          ("attack_success_rate", "attack success rate (clean-correct target examples "
+                                  "flipped)"))
+GROUP_KEYS = ("dataset", "attack", "norm", "eps", "defence", "n_examples")
+CSV_COLUMNS = ("dataset", "attack", "norm", "eps", "delta", "defence", "n_examples", "source",
+               "target", "status", "clean_accuracy", "robust_accuracy", "attack_success_rate",
+               "cell_id")
+
+
+def target_label(row: dict[str, Any]) -> str:
+    """'model/training' of the row's own detector, as transfer_source writes a source."""
+    return f"{row['model']}/{row['training']}"
+
+
+def transfer_groups(rows: list[dict[str, Any]]) -> dict[tuple, list[dict[str, Any]]]:
+    """{(dataset, attack, norm, eps, defence, n_examples): its transfer rows}, sorted;
+    white-box rows are left out."""
+    groups: dict[tuple, list] = defaultdict(list)
+    for row in rows:
+        if transfer_source(row) is not None:
+            groups[tuple(row[k] for k in GROUP_KEYS)].append(row)
+    return dict(sorted(groups.items()))
+
+
+def short_names(labels: list[str]) -> dict[str, str]:
+    """label -> the label without training options (`cnn7/pgd_at[eps=...]` ->
+    `cnn7/pgd_at`) where no two labels then collide, else the label itself."""
+    short = {label: re.sub(r"\[[^\]]*\]$", "", label) for label in labels}
+    if len(set(short.values())) < len(set(labels)):
+        return {label: label for label in labels}
+    return short
+
+
+def transfer_matrix(group: list[dict[str, Any]], value: str
+                    ) -> tuple[list[str], list[str], np.ndarray]:
+    """(sources, targets, values [sources, targets]) of one group: `value` of each cell,
+    NaN where none or the cell failed. Detectors sorted by label."""
+    sources = sorted({transfer_source(r) for r in group})
+    targets = sorted({target_label(r) for r in group})
+    values = np.full((len(sources), len(targets)), np.nan)
+    for r in group:
+        if r["status"] == "ok" and r.get(value) is not None:
+            values[sources.index(transfer_source(r)), targets.index(target_label(r))] = r[value]
+    return sources, targets, values
+
+
+def _heading(key: tuple) -> str:
+    dataset, attack, norm, eps, defence, n = key
+    return (f"{dataset} · {attack} · delta {eps * 255:g} ({norm}, eps {eps:.4g}) · "
+            f"target defence {defence} · n = {n}")
+
+
+def _table(group: list[dict[str, Any]], value: str, names: dict[str, str]) -> str:
+    sources = sorted({transfer_source(r) for r in group})
+    targets = sorted({target_label(r) for r in group})
+    by_pair = {(transfer_source(r), target_label(r)): r for r in group}
+    lines = ["| source \\ target | " + " | ".join(names[t] for t in targets) + " |",
+             "|---|" + "---|" * len(targets)]
+    for source in sources:
+        cells = []
+        for target in targets:
+            row = by_pair.get((source, target))
+            text = ("" if row is None else "failed" if row["status"] != "ok"
+                    else _fmt(row.get(value)))
+            cells.append(f"**{text}**" if text and source == target else text)
+        lines.append(f"| {names[source]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def transfer_markdown(rows: list[dict[str, Any]]) -> str:
+    """transfer.md: per group, the robust accuracy and attack success tables."""
+    parts = ["# Transfer attacks\n",
+             "Adversarial examples crafted white-box on the source detector (rows; no "
+             "defence) and scored on the target detector (columns; behind the target "
+             "defence named): black-box to the target. The diagonal (bold) is a detector's "
+             "own examples: behind no defence, its white-box result for the same examples "
+             "and key; behind a defence, the bare detector's examples scored through the "
+             "defence (non-adaptive). Generated by `dfjax report` from the results store.\n"]
+    for key, group in transfer_groups(rows).items():
+        labels = sorted({transfer_source(r) for r in group} | {target_label(r) for r in group})
+        names = short_names(labels)
+        parts.append(f"## {_heading(key)}\n")
+        for value, caption in VALUES:
+            parts.append(f"{caption.capitalize()}:\n")
+            parts.append(_table(group, value, names) + "\n")
+        renamed = [f"{names[label]} = {label}" for label in labels if names[label] != label]
+        if renamed:
+            parts.append("Detectors: " + "; ".join(renamed) + "\n")
+    return "\n".join(parts)
+
+
+def write_transfer_csv(rows: list[dict[str, Any]], path: Path) -> None:
+    """transfer.csv: one line per transfer cell (CSV_COLUMNS), in table order."""
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        for group in transfer_groups(rows).values():
+            for r in sorted(group, key=lambda r: (transfer_source(r), target_label(r))):
+                line = {k: r.get(k) for k in CSV_COLUMNS}
+                line |= {"source": transfer_source(r), "target": target_label(r)}
+                writer.writerow({k: _csv_value(v) for k, v in line.items()})
+
+
+def transfer_heatmap_png(group: list[dict[str, Any]], title: str = "") -> bytes:
+    """Source x target heatmaps of one group: robust accuracy and attack success rate, in
+    [0, 1], each value written in its square (blank where missing or failed)."""
+    from matplotlib.figure import Figure
+
+    sources, targets, _ = transfer_matrix(group, VALUES[0][0])
+    names = short_names(sorted(set(sources) | set(targets)))
+    side = 1.2 + 0.6 * max(len(sources), len(targets))
+    fig = Figure(figsize=(2 * side + 1.5, side + 1.0))
+    for ax, (value, caption) in zip(fig.subplots(1, 2), VALUES):
+        _, _, values = transfer_matrix(group, value)
+        image = ax.imshow(np.ma.masked_invalid(values), vmin=0, vmax=1, cmap="viridis")
+        for (i, j), v in np.ndenumerate(values):
+            if not math.isnan(v):
+                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7,
+                        color="white" if v < 0.5 else "black")
+        ax.set_xticks(range(len(targets)), [names[t] for t in targets], rotation=45,
+                      ha="right", fontsize=7)
+        ax.set_yticks(range(len(sources)), [names[s] for s in sources], fontsize=7)
+        ax.set(xlabel="target", ylabel="source", title=caption.split(" (")[0])
+        fig.colorbar(image, ax=ax, fraction=0.046)
+    return _png(fig, title)
+
+
+def _slug(key: tuple) -> str:
+    dataset, attack, _, eps, defence, n = key
+    text = f"{dataset}_{attack}_delta{eps * 255:g}_{defence}_n{n}"
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")
+
+
+def write_transfer_report(rows: list[dict[str, Any]], out: Path) -> list[Path]:
+    """Write transfer.md, transfer.csv and a heatmap `transfer_<slug>.png` per group into
+    `out` (made if missing) from the rows (flat_rows or store rows); nothing without
+    transfer rows. Returns the paths written."""
+    groups = transfer_groups(rows)
+    if not groups:
+        return []
+    out.mkdir(parents=True, exist_ok=True)
+    written = [out / "transfer.md", out / "transfer.csv"]
+    written[0].write_text(transfer_markdown(rows), encoding="utf-8")
+    write_transfer_csv(rows, written[1])
+    for key, group in groups.items():
+        path = out / f"transfer_{_slug(key)}.png"
+        path.write_bytes(transfer_heatmap_png(group, _heading(key)))
+        written.append(path)
+    return written
