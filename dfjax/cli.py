@@ -53,7 +53,8 @@ def _executor(args):
         if args.address is not None or args.workers is not None:
             raise ValueError("--address and --workers need --executor ray")
         return run_matrix
-    from dfjax.runner.ray_executor import check_address, import_ray, run_matrix_ray
+    from dfjax.runner.ray_cluster import check_address, import_ray
+    from dfjax.runner.ray_executor import run_matrix_ray
 
     if args.workers is not None and args.workers < 1:
         raise ValueError(f"--workers must be at least 1, got {args.workers}")
@@ -155,9 +156,9 @@ def cmd_report(args) -> int:
 
 
 def _dataset_spec(args):
-    from dfjax.config import DatasetSpec
-
     import ast
+
+    from dfjax.config import DatasetSpec
 
     options = {}
     for item in args.option:
@@ -340,8 +341,13 @@ def cmd_cache(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from dfjax.reporting.compare import (CompareInputError, compare_runs, comparison_markdown,
-                                         load_run, parse_track)
+    from dfjax.reporting.compare import (
+        CompareInputError,
+        compare_runs,
+        comparison_markdown,
+        load_run,
+        parse_track,
+    )
 
     try:
         comparison = compare_runs(load_run(args.base), load_run(args.new), alpha=args.alpha,

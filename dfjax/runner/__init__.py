@@ -6,7 +6,8 @@ machine (`local.run_matrix`) or on a Ray cluster (`ray_executor.run_matrix_ray`,
 from dfjax.runner.expand import ConfigError, apply_overrides, expand, validate
 from dfjax.runner.local import RunSummary, run_matrix
 from dfjax.runner.pipeline import run_cell
-from dfjax.runner.ray_executor import RayExecutorError, run_matrix_ray
+from dfjax.runner.ray_cluster import RayExecutorError
+from dfjax.runner.ray_executor import run_matrix_ray
 
 __all__ = ["ConfigError", "RayExecutorError", "RunSummary", "apply_overrides", "expand",
            "run_cell", "run_matrix", "run_matrix_ray", "validate"]

@@ -20,14 +20,12 @@ import pytest
 from dfjax.config import TrainSpec
 from dfjax.configs import get_config
 from dfjax.runner import expand, run_matrix
+from dfjax.runner.ray_cluster import RayExecutorError, check_address, import_ray
 from dfjax.runner.ray_executor import (
-    RayExecutorError,
     _detector_cells,
     _drop_blocked,
     _Task,
-    check_address,
     group_key,
-    import_ray,
     run_matrix_ray,
     start_workers,
 )
