@@ -25,6 +25,8 @@ from __future__ import annotations
 import ast
 import functools
 import hashlib
+import inspect
+import textwrap
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -138,6 +140,18 @@ def code_fingerprint(roots: Iterable[str], *, stop: Iterable[str] = (),
     modules = sorted(set(scope(roots, stop=stop)) | shallow)
     text = "\n".join(f"{m} {_module_facts(m)[0]}" for m in modules)
     return hashlib.sha256(text.encode()).hexdigest()[:LENGTH]
+
+
+def external_fingerprint(obj) -> str:
+    """The fingerprint of a class or function defined outside dfjax (a user's model
+    registered in MODELS): its own normalised source, not what it imports; its qualified
+    name where the source cannot be read (a class made at run time)."""
+    name = f"{obj.__module__}.{obj.__qualname__}"
+    try:
+        source = textwrap.dedent(inspect.getsource(obj))
+    except (OSError, TypeError):
+        return combine("source not readable", name)
+    return hashlib.sha256(normalised_source(source, name=name).encode()).hexdigest()[:LENGTH]
 
 
 def combine(*parts: str) -> str:

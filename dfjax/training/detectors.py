@@ -19,7 +19,13 @@ import jax
 from dfjax.config import Cell
 from dfjax.data import DATASETS, dataset_fingerprint
 from dfjax.data.base import DatasetSplits
-from dfjax.fingerprint import cached, code_fingerprint, combine
+from dfjax.fingerprint import (
+    cached,
+    code_fingerprint,
+    combine,
+    external_fingerprint,
+    module_path,
+)
 from dfjax.models import MODELS, build_model
 from dfjax.models.pretrained import weights_sha256
 from dfjax.training.checkpoints import CorruptCheckpointError, load_checkpoint, save_checkpoint
@@ -53,6 +59,9 @@ def _model_code(model_name: str) -> str:
         return f"unregistered model {model_name}"
     module = MODELS.get(model_name).module
     base = module.func if isinstance(module, functools.partial) else module
+    if module_path(base.__module__) is None:  # registered from outside dfjax
+        return combine(external_fingerprint(base), code_fingerprint(
+            ["dfjax.models.pretrained"], stop=["dfjax.data"], shallow=["dfjax.models"]))
     # the registry (variants' keyword arguments) is read, not followed into every model
     return code_fingerprint([base.__module__, "dfjax.models.pretrained"], stop=["dfjax.data"],
                             shallow=["dfjax.models"])

@@ -12,9 +12,16 @@ from scipy import stats
 
 from dfjax.cli import main
 from dfjax.config import AttackSpec, Cell, DatasetSpec, DefenceSpec, ModelSpec, TrainSpec
-from dfjax.reporting.compare import (CompareInputError, compare_runs, comparison_markdown,
-                                     holm_adjusted, load_run, mcnemar_exact_p, paired_change,
-                                     unpaired_change)
+from dfjax.reporting.compare import (
+    CompareInputError,
+    compare_runs,
+    comparison_markdown,
+    holm_adjusted,
+    load_run,
+    mcnemar_exact_p,
+    paired_change,
+    unpaired_change,
+)
 from dfjax.store import Store
 
 Z95 = 1.959963984540054
@@ -269,7 +276,7 @@ def test_compare_flags_a_degraded_detector_and_not_an_identical_rerun(tmp_path, 
     """The same cells run three times: trained detector (base), again from the detector
     cache (identical: exit 0, every difference exactly 0), and with the detector's weights
     noised (exit 1, its robust accuracy flagged DROP)."""
-    import dfjax.runner.local as local
+    import dfjax.runner.stages as stages
     from dfjax.config import AttackSweep, MatrixConfig
     from dfjax.runner import run_matrix
 
@@ -290,8 +297,8 @@ def test_compare_flags_a_degraded_detector_and_not_an_identical_rerun(tmp_path, 
         return str(tmp_path / f"{name}.sqlite")
 
     base, rerun = run("base"), run("rerun")
-    real_get_detector = local.get_detector
-    monkeypatch.setattr(local, "get_detector", lambda *a, **k: _noised(
+    real_get_detector = stages.get_detector
+    monkeypatch.setattr(stages, "get_detector", lambda *a, **k: _noised(
         real_get_detector(*a, **k), seed=7))
     degraded = run("degraded")
 
