@@ -12,7 +12,12 @@ from typing import Any
 from dfjax.reporting import figures
 from dfjax.reporting._html import esc, fmt, img, page
 from dfjax.reporting.cell_rows import (
-    detector_name, number, provenance, revision_warning, worst_cell)
+    detector_name,
+    number,
+    provenance,
+    revision_warning,
+    worst_cell,
+)
 from dfjax.reporting.tables import SANITY_FLAGS, attack_label, fired_flags, transfer_source
 from dfjax.store import Store
 

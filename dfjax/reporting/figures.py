@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,6 +21,12 @@ from dfjax.metrics.classification import roc_curve
 
 PROBABILITY_FLOOR = 1e-30
 TABLE1_STATS = (("mean", "-"), ("median", "--"), ("min", ":"))
+
+
+def file_slug(text: str) -> str:
+    """`text` as a file-name part: every run of characters other than letters, digits,
+    `_`, `.` and `-` becomes one `-`, none at either end."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")
 
 
 def _png(fig, title: str = "") -> bytes:

@@ -6,12 +6,17 @@ dataset, the paper's Fig. 4 (the GAN's D and G losses per epoch)."""
 from __future__ import annotations
 
 import json
-import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from dfjax.reporting.figures import _png, robustness_png, table1_png, tcp_trace_png
+from dfjax.reporting.figures import (
+    _png,
+    file_slug,
+    robustness_png,
+    table1_png,
+    tcp_trace_png,
+)
 
 FIGURES = (("curves", robustness_png), ("table1", table1_png), ("trace", tcp_trace_png))
 
@@ -35,7 +40,7 @@ def plot_robustness_curves(rows: list[dict[str, Any]], out: Path) -> list[Path]:
     written = []
     for key, group in sorted(groups.items()):
         name = list(key[:4]) + ([f"n{key[4]}"] if sizes[key[:4]] > 1 else [])
-        slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", "_".join(name)).strip("-")
+        slug = file_slug("_".join(name))
         title = " x ".join(key[:4]) + f" (n = {key[4]})"
         for prefix, draw in FIGURES:
             png = draw(group, title)
@@ -77,7 +82,7 @@ def plot_gan_losses(rows: list[dict[str, Any]], out: Path) -> list[Path]:
         dataset = json.loads(key)
         name = (f"{row['dataset']}_{dataset['image_size']}px_n{dataset['num_examples']}"
                 + (f"_seed{dataset['seed']}" if dataset.get("seed") else ""))
-        slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-")
+        slug = file_slug(name)
         title = (f"GAN losses: {row['dataset']} ({dataset['image_size']} px, "
                  f"{dataset['num_examples']} examples)")
         png = gan_losses_png(history, title)

@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 from dfjax.attacks import ATTACKS
-from dfjax.reporting.figures import _png
+from dfjax.reporting.figures import _png, file_slug
 
 QUERY_ATTACK = "square"
 Z_95 = 1.959964  # two-sided 95% normal quantile
@@ -215,7 +214,7 @@ def write_query_report(rows: list[dict[str, Any]], out: Path) -> list[Path]:
         deltas[(dataset, model)] += 1
     for (dataset, model, delta), lines in curves.items():
         name = [dataset, model] + ([f"delta{delta:g}"] if deltas[(dataset, model)] > 1 else [])
-        slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", "_".join(name)).strip("-")
+        slug = file_slug("_".join(name))
         png = queries_png(lines, f"{dataset} x {model}: Square, delta {delta:g}/255")
         if png is not None:
             path = out / f"queries_{slug}.png"

@@ -8,8 +8,16 @@ from dfjax.reporting.leaderboard import write_leaderboard
 from dfjax.reporting.plots import plot_gan_losses, plot_robustness_curves
 from dfjax.reporting.queries import write_query_report
 from dfjax.reporting.tables import (
-    failures_markdown, flat_rows, robust_accuracy_markdown, sanity_markdown, table1_markdown,
-    timings_markdown, training_markdown, white_box, write_csv_json)
+    failures_markdown,
+    flat_rows,
+    robust_accuracy_markdown,
+    sanity_markdown,
+    table1_markdown,
+    timings_markdown,
+    training_markdown,
+    white_box,
+    write_csv_json,
+)
 from dfjax.reporting.transfer import write_transfer_report
 from dfjax.store import Store
 

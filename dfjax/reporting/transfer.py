@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from dfjax.reporting.figures import _png
+from dfjax.reporting.figures import _png, file_slug
 from dfjax.reporting.tables import _csv_value, _fmt, transfer_source
 
 VALUES = (("robust_accuracy", "robust accuracy of the target"),
@@ -156,7 +156,7 @@ def transfer_heatmap_png(group: list[dict[str, Any]], title: str = "") -> bytes:
 def _slug(key: tuple) -> str:
     dataset, attack, _, eps, defence, n = key
     text = f"{dataset}_{attack}_delta{eps * 255:g}_{defence}_n{n}"
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")
+    return file_slug(text)
 
 
 def write_transfer_report(rows: list[dict[str, Any]], out: Path) -> list[Path]:
