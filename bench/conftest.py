@@ -17,6 +17,8 @@ def pytest_configure(config):
 
 def pytest_addoption(parser):
     parser.addoption("--short", action="store_true", help="the quick CI subset")
+    parser.addoption("--models", default=None, metavar="M1,M2",
+                     help="bench/test_peer_throughput.py: only these zoo models")
 
 
 @pytest.fixture(scope="session")

@@ -12,11 +12,22 @@ Peers, on the same weights (dfjax.peers.torch_models.from_flax of one Flax init)
                    `ratio_vs_<peer>` = dfjax img/s / peer img/s and `percent_of_gemm_rate`
                    = FLOPs of the plain-layer model's attack (XLA cost analysis; the fast
                    layers execute ~20% more for cnn7) / median / calibration GEMM rate.
-Batch 64, float32, 128x128 (64x64 with --short), eps 8/255, PGD step 2.5 eps / 10.
+Models: every zoo model. The small detectors (cnn7, meso4, cnn6, mesoinception4,
+gan_disc) at 128x128, batch 64, 5 rounds; the ImageNet-style ones (xception, resnet18,
+resnet50) at their native 224x224 but batch 32 and 3 rounds: on a 2-core machine one
+PGD-10 call of resnet50 at batch 64 takes minutes per implementation and its autograd
+activations several GB, so the smaller batch keeps a full run to roughly an hour per
+malloc setting and within memory. Each figure records its batch, image size and rounds
+in extra_info, and images/s uses that batch. float32, eps 8/255, PGD step 2.5 eps / 10.
+
+`--short` (CI; `dfjax bench compare` relies on its figure names): cnn7 and meso4 only,
+every model at 64x64, 3 rounds. `--models cnn7,resnet18` picks the models (also with
+--short), so a full run can be split across processes.
 glibc malloc settings change PyTorch's CPU speed (docs/peers.md): run this file twice,
 with and without GLIBC_TUNABLES; each figure records the setting it ran under.
 """
 
+import functools
 import os
 import time
 
@@ -31,35 +42,73 @@ torchattacks = pytest.importorskip("torchattacks")
 from dfjax.attacks import ATTACKS
 from dfjax.benchmarks import cost_flops, plain_model
 from dfjax.config import AttackSpec, ModelSpec
-from dfjax.models import MODELS, build_model, make_logits_fn
+from dfjax.models import build_model, make_logits_fn
 from dfjax.peers.torch_models import from_flax, nhwc_to_nchw
 from dfjax.xla import compile_split
 from dfjax.xla import jit as dfjax_jit
 
-BATCH = 64
 EPS = 8 / 255
 STEPS = 10
 ALPHA = 2.5 * EPS / STEPS
 TORCH_THREADS = 2
 IMPLEMENTATIONS = {"pgd": ("torchattacks", "torch_tuned", "dfjax"),
                    "fgsm": ("torchattacks", "dfjax")}
+SHORT_MODELS = ("cnn7", "meso4")  # --short's subset: keep it (CI's figure names)
+SMALL_MODELS = ("cnn7", "meso4", "cnn6", "mesoinception4", "gan_disc")  # 128x128, batch 64
+IMAGENET_MODELS = ("xception", "resnet18", "resnet50")  # 224x224, batch 32, fewer rounds
+SHORT_SIZE = 64
 
 _RATES: dict[tuple[str, str, str], float] = {}  # (model, attack, impl) -> images/s
 
 
-def _models() -> list[str]:
-    return [m for m in ("cnn7", "meso4") if m in MODELS]
+def batch_size(model_name: str) -> int:
+    return 32 if model_name in IMAGENET_MODELS else 64
 
 
-def _cases(impl: str) -> list[tuple[str, str]]:
-    return [(m, a) for m in _models() for a, impls in IMPLEMENTATIONS.items() if impl in impls]
+def image_size(model_name: str, short: bool) -> int:
+    if short:
+        return SHORT_SIZE
+    return 224 if model_name in IMAGENET_MODELS else 128
 
 
+def rounds(model_name: str, short: bool) -> int:
+    return 3 if short or model_name in IMAGENET_MODELS else 5
+
+
+def _selected_models(config) -> list[str]:
+    """--models (comma-separated), else --short's subset, else the whole zoo."""
+    chosen = config.getoption("--models")
+    if chosen:
+        names = [name.strip() for name in chosen.split(",") if name.strip()]
+        unknown = sorted(set(names) - set(SMALL_MODELS + IMAGENET_MODELS))
+        if unknown:
+            raise pytest.UsageError(f"--models: no peer bench for {unknown}; models: "
+                                    f"{', '.join(SMALL_MODELS + IMAGENET_MODELS)}")
+        return names
+    short = config.getoption("--short") or os.environ.get("DFJAX_BENCH_SHORT")
+    return list(SHORT_MODELS if short else SMALL_MODELS + IMAGENET_MODELS)
+
+
+def pytest_generate_tests(metafunc):
+    """Each test's `case` (model, attack): the selected models x the attacks its
+    implementation runs; ids like `cnn7-pgd`, the figure names CI compares."""
+    if "case" not in metafunc.fixturenames:
+        return
+    impl = metafunc.function.__name__.removeprefix("test_")
+    cases = [(m, a) for m in _selected_models(metafunc.config)
+             for a, impls in IMPLEMENTATIONS.items() if impl in impls]
+    metafunc.parametrize("case", cases, ids="-".join)
+
+
+@functools.cache
 def _setup(model_name: str, size: int):
-    """(flax model, variables, x float32 [64, size, size, 3], y int32 [64]) of one init."""
+    """(flax model, variables, x float32 [batch, size, size, 3], y int32 [batch]) of one
+    init, made once per process (the deep models' init takes seconds); batch =
+    batch_size(model_name). Nothing may write into the arrays."""
+    batch = batch_size(model_name)
     model = build_model(ModelSpec(name=model_name))
-    x = np.random.default_rng(0).random((BATCH, size, size, 3), np.float32)
-    y = (np.arange(BATCH) % 2).astype(np.int32)
+    x = np.random.default_rng(0).random((batch, size, size, 3), np.float32)
+    y = (np.arange(batch) % 2).astype(np.int32)
     variables = model.init(jax.random.key(0), jnp.asarray(x[:1]), train=False)
     return model, variables, x, y
 
@@ -87,13 +136,14 @@ def tuned_pgd(model, x, y, *, eps: float, alpha: float, steps: int, generator=No
     return x_adv.detach()
 
 
-def _record(benchmark, calibration, model_name, attack, impl, size, **extra):
-    median = benchmark.stats.stats.median
-    rate = BATCH / median
+def _record(benchmark, calibration, model_name, attack, impl, size, short, **extra):
+    batch = batch_size(model_name)
+    rate = batch / benchmark.stats.stats.median
     _RATES[(model_name, attack, impl)] = rate
     benchmark.extra_info.update({
-        "model": model_name, "attack": attack, "implementation": impl, "batch": BATCH,
-        "image_size": size, "eps": EPS, "steps": STEPS if attack == "pgd" else 1,
+        "model": model_name, "attack": attack, "implementation": impl, "batch": batch,
+        "image_size": size, "rounds": rounds(model_name, short), "eps": EPS,
+        "steps": STEPS if attack == "pgd" else 1,
         "images_per_second": rate,
         "calibration_median_s": calibration["median"],
         "calibration_gflops": calibration["gflops"],
@@ -104,27 +154,22 @@ def _record(benchmark, calibration, model_name, attack, impl, size, **extra):
     })
 
 
-def _rounds(short: bool) -> int:
-    return 3 if short else 5
-
-
-@pytest.mark.parametrize("case", _cases("torchattacks"), ids="-".join)
 def test_torchattacks(benchmark, case, short, calibration):
     model_name, attack = case
-    size = 64 if short else 128
+    size = image_size(model_name, short)
     model, x, y = _torch_setup(model_name, size)
     if attack == "pgd":
         atk = torchattacks.PGD(model, eps=EPS, alpha=ALPHA, steps=STEPS, random_start=True)
     else:
         atk = torchattacks.FGSM(model, eps=EPS)
-    benchmark.pedantic(lambda: atk(x, y), warmup_rounds=1, rounds=_rounds(short), iterations=1)
-    _record(benchmark, calibration, model_name, attack, "torchattacks", size)
+    benchmark.pedantic(lambda: atk(x, y), warmup_rounds=1, rounds=rounds(model_name, short),
+                       iterations=1)
+    _record(benchmark, calibration, model_name, attack, "torchattacks", size, short)
 
 
-@pytest.mark.parametrize("case", _cases("torch_tuned"), ids="-".join)
 def test_torch_tuned(benchmark, case, short, calibration):
     model_name, attack = case
-    size = 64 if short else 128
+    size = image_size(model_name, short)
     model, x, y = _torch_setup(model_name, size)
     model = model.to(memory_format=torch.channels_last).requires_grad_(False)
     x = x.contiguous(memory_format=torch.channels_last)
@@ -133,15 +178,14 @@ def test_torch_tuned(benchmark, case, short, calibration):
     assert float((out - x).abs().max()) <= EPS + 1e-6  # a real attack, within budget
     benchmark.pedantic(lambda: tuned_pgd(model, x, y, eps=EPS, alpha=ALPHA, steps=STEPS,
                                          generator=generator),
-                       warmup_rounds=1, rounds=_rounds(short), iterations=1)
-    _record(benchmark, calibration, model_name, attack, "torch_tuned", size,
+                       warmup_rounds=1, rounds=rounds(model_name, short), iterations=1)
+    _record(benchmark, calibration, model_name, attack, "torch_tuned", size, short,
             memory_format="channels_last")
 
 
-@pytest.mark.parametrize("case", _cases("dfjax"), ids="-".join)
 def test_dfjax(benchmark, case, short, calibration):
     model_name, attack = case
-    size = 64 if short else 128
+    size = image_size(model_name, short)
     model, variables, x, y = _setup(model_name, size)
     options = {"num_steps": STEPS} if attack == "pgd" else {}
     bound = ATTACKS.get(attack).bind(AttackSpec(name=attack, eps=EPS, options=options))
@@ -158,11 +202,11 @@ def test_dfjax(benchmark, case, short, calibration):
     flops = cost_flops(dfjax_jit(attack_fn(plain_model(model))).lower(*args).compile())
     args = compiled.place(*args)
     benchmark.pedantic(lambda: jax.block_until_ready(compiled(*args)), warmup_rounds=1,
-                       rounds=_rounds(short), iterations=1)
+                       rounds=rounds(model_name, short), iterations=1)
     median = benchmark.stats.stats.median
-    ratios = {f"ratio_vs_{impl}": BATCH / median / rate
+    ratios = {f"ratio_vs_{impl}": batch_size(model_name) / median / rate
               for (m, a, impl), rate in _RATES.items() if (m, a) == (model_name, attack)}
-    _record(benchmark, calibration, model_name, attack, "dfjax", size,
+    _record(benchmark, calibration, model_name, attack, "dfjax", size, short,
             compile_seconds=compile_seconds, flops_per_call=flops,
             executed_flops_per_call=cost_flops(compiled),
             devices=len(compiled.devices),

@@ -1,22 +1,41 @@
 """Shared fixtures. Tests run with rank promotion as an error (STYLE.md: strict tests)."""
 
+import atexit
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-# In-process `dfjax run` calls keep no compiled programs on disk (tests/test_xla.py tests
-# the cache itself, in subprocesses with their own folder).
+# In-process `dfjax run` calls keep no compiled programs in the user's folder (tests/test_xla.py
+# tests `dfjax run`'s cache itself, in subprocesses with their own folder).
 os.environ["DFJAX_COMPILE_CACHE_DIR"] = "off"
 
-from dfjax.xla import use_cpu_cores
+from dfjax.xla import use_compile_cache, use_cpu_cores
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 # Two CPU devices whatever the machine, as `dfjax run` has on the 2-core CI machine, so
 # the tests run attacks with their batch split as the runner does (dfjax/xla.py).
 use_cpu_cores(2)
+
+# One XLA compilation cache for this test process, in a temporary folder removed at exit:
+# tests that build the same program anew (a new closure, a new AttackEvaluator, another
+# `run_matrix` of the smoke cells) load it instead of compiling it again. XLA keys each
+# entry on the program and its options, so a loaded program is the one a compile makes.
+TEST_COMPILE_CACHE = Path(tempfile.mkdtemp(prefix="dfjax-test-xla-"))
+atexit.register(shutil.rmtree, TEST_COMPILE_CACHE, ignore_errors=True)
+use_compile_cache(TEST_COMPILE_CACHE)
+
+
+@pytest.fixture(scope="session")
+def xla_cache_dir() -> Path:
+    """This process's XLA compilation cache folder: pass it to a `dfjax run` subprocess
+    (DFJAX_COMPILE_CACHE_DIR) to share compiled programs with it and with later runs."""
+    return TEST_COMPILE_CACHE
 
 
 def pytest_addoption(parser):

@@ -35,7 +35,12 @@ from dfjax.batches import padded_batches
 from dfjax.config import AttackSpec
 from dfjax.numerics import NonFiniteError, count_nonfinite, first_nonfinite_index, nonfinite_rows
 from dfjax.types import LogitsFn
-from dfjax.xla import available_memory_bytes, compile_split, compiled_memory_bytes
+from dfjax.xla import (
+    available_memory_bytes,
+    compile_split,
+    compiled_memory_bytes,
+    split_devices,
+)
 
 OUTPUT_NAMES = ("clean", "adv", "linf", "l2", "l0", "trace", "distance", "x_adv")
 # (variables, key) -> (scored, attacked) logits functions: the defended detector the
@@ -46,6 +51,10 @@ DEFENCE_STREAM = 0x64656600  # the defence's draws: fold_in(batch key, DEFENCE_S
 # process's own arrays, other processes, XLA's estimate being an estimate).
 MEMORY_FRACTION = 0.8
 MIB = 2**20
+# An ensemble member after the first runs on the points still robust, padded up to a
+# multiple of 1/SUBSET_STEPS of the batch (not to the whole batch): at most SUBSET_STEPS
+# programs per member and batch shape, and at most batch/SUBSET_STEPS padded points.
+SUBSET_STEPS = 8
 
 
 class BatchTooLargeError(MemoryError):
@@ -167,11 +176,14 @@ def evaluate_attack(
     attack_spec: AttackSpec, logits_of: LogitsOf, detector_kind: Hashable, variables,
     images: np.ndarray, labels: np.ndarray, key: jax.Array, evaluator: AttackEvaluator,
     batch_size: int, *, split: bool = True, keep_adversarial: bool = False,
+    shrink_subsets: bool = True,
 ) -> AttackOutputs:
     """Attack `images` (float32 [n, h, w, c] in [0, 1]; labels int [n]) in padded batches
     of `batch_size`; batch i gets key fold_in(key, i), an ensemble's member j within it
     fold_in(batch key, j). split=False keeps each batch on one device; keep_adversarial
-    adds outputs["x_adv"] [n, h, w, c].
+    adds outputs["x_adv"] [n, h, w, c]. shrink_subsets=False pads an ensemble member's
+    still-robust points to the whole batch instead of `subset_size` (for a randomized
+    defence, whose noise draws are shaped by the batch).
 
     Where the compiled attack for `batch_size` would need more memory than
     `evaluator.memory_limit()`, the batch is halved until it fits (result.batch_size says
@@ -187,7 +199,8 @@ def evaluate_attack(
         try:
             result = _evaluate_batches(attack_spec, logits_of, detector_kind, variables, images,
                                        labels, key, evaluator, batch_size, split=split,
-                                       keep_adversarial=keep_adversarial)
+                                       keep_adversarial=keep_adversarial,
+                                       shrink_subsets=shrink_subsets)
             break
         except BatchTooLargeError as e:
             discarded_compile_seconds += e.compile_seconds
@@ -205,7 +218,7 @@ def evaluate_attack(
 def _evaluate_batches(
     attack_spec: AttackSpec, logits_of: LogitsOf, detector_kind: Hashable, variables,
     images: np.ndarray, labels: np.ndarray, key: jax.Array, evaluator: AttackEvaluator,
-    batch_size: int, *, split: bool, keep_adversarial: bool,
+    batch_size: int, *, split: bool, keep_adversarial: bool, shrink_subsets: bool,
 ) -> AttackOutputs:
     """evaluate_attack at one batch size (BatchTooLargeError where it does not fit)."""
     entry = ATTACKS.get(attack_spec.name)
@@ -215,6 +228,12 @@ def _evaluate_batches(
     outputs = {name: [] for name in OUTPUT_NAMES}
     flipped_by = {m.name: [] for m in members or ()}
     compile_seconds, attack_seconds, all_in_range = 0.0, 0.0, True
+
+    def devices_for(size: int) -> int:
+        if not split:
+            return 1
+        return len(evaluator.devices) if evaluator.devices else len(split_devices(size))
+
     for batch_index, (idx, mask) in enumerate(padded_batches(len(labels), batch_size)):
         x, y = jnp.asarray(images[idx]), jnp.asarray(labels[idx])
         batch_key = jax.random.fold_in(key, batch_index)
@@ -233,8 +252,10 @@ def _evaluate_batches(
         start = time.perf_counter()
         if members:
             def run_member(i, member, idx_robust):
+                size = (subset_size(len(idx_robust), len(y), devices_for(len(y)))
+                        if shrink_subsets else len(y))
                 padded = np.concatenate([idx_robust,
-                                         np.full(len(y) - len(idx_robust), idx_robust[0])])
+                                         np.full(size - len(idx_robust), idx_robust[0])])
                 res = run(member, x[padded], y[padded], jax.random.fold_in(batch_key, i))
                 m = len(idx_robust)
                 return {k: np.asarray(res[k])[:m] for k in res if k != "in_range"
@@ -256,6 +277,23 @@ def _evaluate_batches(
                for name, v in outputs.items() if v}
     return AttackOutputs(outputs, {n: np.concatenate(v) for n, v in flipped_by.items()},
                          compile_seconds, attack_seconds, all_in_range, batch_size)
+
+
+def subset_size(count: int, batch_size: int, devices: int = 1) -> int:
+    """The batch an ensemble member runs `count` still-robust points of a batch of
+    `batch_size` at: count rounded up to a multiple of the step ceil(batch_size /
+    SUBSET_STEPS) (itself a multiple of `devices`, so the split stays even), at most
+    batch_size. The attacks draw their randomness per example and position
+    (`jax_threefry_partitionable`), so the first `count` rows come out as with the subset
+    padded to the whole batch: x_adv identical (tests/attacks/test_ensemble_and_traces.py),
+    logits at the rounding level of the smaller matmuls."""
+    step = _round_up(_round_up(batch_size, SUBSET_STEPS) // SUBSET_STEPS, devices)
+    return min(batch_size, _round_up(count, step))
+
+
+def _round_up(value: int, multiple: int) -> int:
+    """The smallest multiple of `multiple` >= value."""
+    return -(-value // multiple) * multiple
 
 
 def check_finite_outputs(outputs: dict, attack_label: str, batch_index: int) -> None:

@@ -262,3 +262,194 @@ class DenseTransposedGrad(nn.Module):
                             (x.shape[-1], self.features), jnp.float32)
         bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
         return matmul_transposed_grad(x, kernel.astype(x.dtype)) + bias.astype(x.dtype)[None]
+
+
+# --- ResNet and Xception layers (eval mode) -------------------------------------------
+#
+# Measured per layer with bench/bench_layers.py (results/bench/layers-*.json, summarised
+# in docs/architecture.md): XLA:CPU's conv is near its GEMM rate for 3x3 convs with 64+
+# channels on maps of 4x4 and more, but far below it on smaller maps and for depthwise
+# convs, its 3x3/2 max pool and its gradient (reduce_window / select_and_scatter) are
+# slow, and BatchNorm in eval mode is an extra pass (two with its gradient) over every
+# conv output. So in eval mode BatchNorm folds into the conv before it, tiny-map convs
+# run as one GEMM, strided convs with few input channels run in space-to-depth
+# form, depthwise convs as shifted multiply-adds, and the max pool as strided slices.
+
+Padding = tuple[tuple[int, int], tuple[int, int]]
+
+SMALL_MAP_MAX_PIXELS = 4  # at most this many output pixels (2x2): conv as im2col + GEMM
+
+
+def fold_batch_norm(kernel: jnp.ndarray, scale: jnp.ndarray, bias: jnp.ndarray,
+                    mean: jnp.ndarray, var: jnp.ndarray, epsilon: float
+                    ) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """A conv kernel [..., o] and the eval-mode BatchNorm after it ([o] each) -> (kernel',
+    bias') with conv(x, kernel') + bias' == BN(conv(x, kernel)) up to float32 rounding
+    (BN(z) = (z - mean) * scale / sqrt(var + epsilon) + bias, as nn.BatchNorm)."""
+    multiplier = scale * lax.rsqrt(var + epsilon)
+    return kernel * multiplier.reshape((1,) * (kernel.ndim - 1) + (-1,)), bias - mean * multiplier
+
+
+def _output_size(size: int, kernel: int, stride: int, pads: tuple[int, int]) -> int:
+    return (size + pads[0] + pads[1] - kernel) // stride + 1
+
+
+def conv_gemm(x: jnp.ndarray, kernel: jnp.ndarray, stride: int, padding: Padding
+              ) -> jnp.ndarray:
+    """nn.Conv's conv (no bias; kernel [k, k, c, o], x [b, h, w, c]) as im2col + one GEMM
+    [b*h'*w', k*k*c] x [k*k*c, o]. On small maps XLA:CPU's conv runs far below its GEMM
+    rate; the GEMM's input gradient is g @ kernel^T (materialised transpose) followed by
+    an overlap-add that XLA fuses (the gradient of the patches' slices)."""
+    kh, kw, c, o = kernel.shape
+    b, h, w, _ = x.shape
+    ho = _output_size(h, kh, stride, padding[0])
+    wo = _output_size(w, kw, stride, padding[1])
+    xp = jnp.pad(x, ((0, 0), padding[0], padding[1], (0, 0)))
+    patches = [xp[:, ky: ky + stride * (ho - 1) + 1: stride,
+                  kx: kx + stride * (wo - 1) + 1: stride, :]
+               for ky in range(kh) for kx in range(kw)]
+    columns = patches[0] if len(patches) == 1 else jnp.concatenate(patches, axis=-1)
+    out = matmul_transposed_grad(columns.reshape(b * ho * wo, kh * kw * c),
+                                 kernel.reshape(kh * kw * c, o))
+    return out.reshape(b, ho, wo, o)
+
+
+def conv_stride2_space_to_depth(x: jnp.ndarray, kernel: jnp.ndarray, padding: Padding
+                                ) -> jnp.ndarray:
+    """A stride-2 conv (kernel [k, k, c, o]) as a stride-1 VALID conv with a
+    [ceil(k/2), ceil(k/2), 4c, o] kernel on space_to_depth(padded x): for few input
+    channels (ResNet's 7x7/2 stem on RGB) XLA:CPU's strided conv and its input gradient
+    (a conv with c output channels) run on narrow GEMMs; here the input gradient is one
+    GEMM with a 4x wider output plus an overlap-add (conv_valid_gemm_backward)."""
+    k, _, c, o = kernel.shape
+    b, h, w, _ = x.shape
+    half = (k + 1) // 2
+    ho = _output_size(h, k, 2, padding[0])
+    wo = _output_size(w, k, 2, padding[1])
+    # padded rows 0 .. 2 * (ho - 1 + half) - 1 (an even count), cropping surplus padding
+    xp = lax.pad(x, np.zeros((), x.dtype),
+                 ((0, 0, 0), (padding[0][0], 2 * (ho - 1 + half) - h - padding[0][0], 0),
+                  (padding[1][0], 2 * (wo - 1 + half) - w - padding[1][0], 0), (0, 0, 0)))
+    big = jnp.pad(kernel, ((0, 2 * half - k), (0, 2 * half - k), (0, 0), (0, 0)))
+    big = big.reshape(half, 2, half, 2, c, o).transpose(0, 2, 1, 3, 4, 5)  # a, b, dy, dx
+    return conv_valid_gemm_backward(space_to_depth(xp), big.reshape(half, half, 4 * c, o))
+
+
+def conv_fast(x: jnp.ndarray, kernel: jnp.ndarray, stride: int, padding: Padding
+              ) -> jnp.ndarray:
+    """nn.Conv's conv (no bias, no dilation, no groups), computed the fastest measured way
+    for its shape: k > 1 on maps of at most SMALL_MAP_MAX_PIXELS output pixels as a GEMM
+    (conv_gemm: XLA's conv takes seconds for a 3x3 conv to a 2x2 map of 512 channels),
+    stride-2 convs with at most SPACE_TO_DEPTH_MAX_CHANNELS input channels in
+    space-to-depth form, the rest (1x1 convs included) as XLA's conv."""
+    k, _, c, _ = kernel.shape
+    ho = _output_size(x.shape[1], k, stride, padding[0])
+    wo = _output_size(x.shape[2], kernel.shape[1], stride, padding[1])
+    if k > 1 and ho * wo <= SMALL_MAP_MAX_PIXELS:
+        return conv_gemm(x, kernel, stride, padding)
+    if stride == 2 and c <= SPACE_TO_DEPTH_MAX_CHANNELS:
+        return conv_stride2_space_to_depth(x, kernel, padding)
+    return lax.conv_general_dilated(x, kernel, (stride, stride), padding,
+                                    dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+def depthwise_conv(x: jnp.ndarray, kernel: jnp.ndarray, padding: Padding) -> jnp.ndarray:
+    """nn.Conv(c, (k, k), feature_group_count=c, use_bias=False) (kernel [k, k, 1, c],
+    stride 1) as k*k shifted multiply-adds: one fused pass, and so is its gradient;
+    XLA:CPU's grouped conv with one channel per group is far slower."""
+    kh, kw, _, c = kernel.shape
+    _, h, w, _ = x.shape
+    xp = jnp.pad(x, ((0, 0), padding[0], padding[1], (0, 0)))
+    ho, wo = h + sum(padding[0]) - kh + 1, w + sum(padding[1]) - kw + 1
+    return sum(xp[:, ky: ky + ho, kx: kx + wo, :] * kernel[ky, kx, 0].reshape(1, 1, 1, c)
+               for ky in range(kh) for kx in range(kw))
+
+
+def _pool_taps(xp: jnp.ndarray, ho: int, wo: int) -> list[jnp.ndarray]:
+    """The 9 strided [b, ho, wo, c] slices of a 3x3/2 pool's padded input, row-major."""
+    return [xp[:, ky: ky + 2 * (ho - 1) + 1: 2, kx: kx + 2 * (wo - 1) + 1: 2, :]
+            for ky in range(3) for kx in range(3)]
+
+
+def _pool_pad(x: jnp.ndarray, padding: Padding) -> tuple[jnp.ndarray, int, int]:
+    ho = _output_size(x.shape[1], 3, 2, padding[0])
+    wo = _output_size(x.shape[2], 3, 2, padding[1])
+    low = np.array(-np.inf, x.dtype)
+    xp = lax.pad(x, low, ((0, 0, 0), (*padding[0], 0), (*padding[1], 0), (0, 0, 0)))
+    return xp, ho, wo
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
+def max_pool_3x3_stride2(x: jnp.ndarray, padding: Padding, relu: bool = False
+                         ) -> jnp.ndarray:
+    """nn.max_pool(x, (3, 3), strides=(2, 2), padding=padding) (padding: explicit pads,
+    -inf outside; of relu(x) if `relu`, folded into the reduction) as a maximum over 9
+    strided slices: one fused pass. XLA:CPU's reduce_window and its gradient
+    (select_and_scatter) are several times slower. The gradient goes, as JAX's, to the
+    first maximum of each window in row-major order (none where relu and the max <= 0)."""
+    xp, ho, wo = _pool_pad(x, padding)
+    taps = _pool_taps(xp, ho, wo)
+    if relu:
+        taps = [jnp.zeros((), x.dtype), *taps]
+    return functools.reduce(jnp.maximum, taps)
+
+
+def _max_pool_3x3_stride2_fwd(x, padding, relu):
+    m = max_pool_3x3_stride2(x, padding, relu)
+    return m, (x, m)
+
+
+def _max_pool_3x3_stride2_bwd(padding, relu, residuals, g):
+    x, m = residuals
+    xp, ho, wo = _pool_pad(x, padding)
+    zero = jnp.zeros((), g.dtype)
+    taken = m <= 0 if relu else jnp.zeros(m.shape, bool)
+    grad = None
+    for tap, (ky, kx) in zip(_pool_taps(xp, ho, wo), np.ndindex(3, 3)):
+        hit = (tap == m) & ~taken
+        taken = taken | hit
+        # back to the padded input's rows ky, ky + 2, ..: a pad with interior 1
+        part = lax.pad(jnp.where(hit, g, zero), zero,
+                       ((0, 0, 0), (ky, xp.shape[1] - ky - 2 * ho + 1, 1),
+                        (kx, xp.shape[2] - kx - 2 * wo + 1, 1), (0, 0, 0)))
+        grad = part if grad is None else grad + part
+    (top, _), (left, _) = padding
+    return (grad[:, top: top + x.shape[1], left: left + x.shape[2], :],)
+
+
+max_pool_3x3_stride2.defvjp(_max_pool_3x3_stride2_fwd, _max_pool_3x3_stride2_bwd)
+
+
+class ConvKernel(nn.Module):
+    """The `kernel` parameter of nn.Conv(features, (k, k), use_bias=False,
+    feature_group_count=groups) -- same name, shape, initialiser -- without the conv, so
+    a fast layer can transform it (fold a BatchNorm into it) before convolving."""
+
+    features: int
+    kernel_size: int
+    feature_group_count: int = 1
+
+    @nn.compact
+    def __call__(self, in_features: int) -> jnp.ndarray:
+        k = self.kernel_size
+        return self.param("kernel", nn.initializers.lecun_normal(),
+                          (k, k, in_features // self.feature_group_count, self.features),
+                          jnp.float32)
+
+
+class BatchNormVariables(nn.Module):
+    """The variables of nn.BatchNorm over `features` channels -- params scale, bias,
+    batch_stats mean, var, with nn.BatchNorm's names, shapes and initialisers -- returned
+    as (scale, bias, mean, var) for fold_batch_norm (eval mode only)."""
+
+    features: int
+    scale_init: nn.initializers.Initializer = nn.initializers.ones
+
+    @nn.compact
+    def __call__(self) -> tuple[jnp.ndarray, ...]:
+        shape = (self.features,)
+        mean = self.variable("batch_stats", "mean", lambda s: jnp.zeros(s, jnp.float32), shape)
+        var = self.variable("batch_stats", "var", lambda s: jnp.ones(s, jnp.float32), shape)
+        scale = self.param("scale", self.scale_init, shape, jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros, shape, jnp.float32)
+        return scale, bias, mean.value, var.value

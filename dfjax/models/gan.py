@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from dfjax.models._common import Normalize
+from dfjax.models._fast_blocks import BatchNormAffine, StridedConvBN
 from dfjax.types import Images, Logits
 
 
@@ -61,21 +62,40 @@ class DCGANDiscriminator(nn.Module):
     Stride-2 4x4 convs through `features` with LeakyReLU(0.2), BatchNorm on all but
     the first, then a dense classifier (DCGAN's discriminator; used as a detector it
     is trained on labelled real/fake, in the GAN it scores real vs generated).
+
+    fast=True (default) computes each conv in eval mode (attacks) with
+    models/_fast_blocks.StridedConvBN: in space-to-depth form (a stride-1 conv whose
+    input gradient XLA:CPU runs far faster than a strided conv's), with the eval-mode
+    BatchNorm folded into its kernel and bias; h and w must then be divisible by
+    2**len(features) (else the plain layers run). Training (train=True, batch
+    statistics) and fast=False use the plain nn.Conv / BatchNorm layers; the parameters
+    are the same.
     """
 
     num_logits: int = 2
     features: tuple[int, ...] = (64, 128, 256, 512)
+    fast: bool = True
 
     @nn.compact
     def __call__(self, x: Images, train: bool = False) -> Logits:
         x = Normalize()(x)
+        divisor = 2 ** len(self.features)
+        fast = (self.fast and not train and x.shape[1] % divisor == 0
+                and x.shape[2] % divisor == 0)
         for i, features in enumerate(self.features):
-            x = nn.Conv(features, (4, 4), strides=(2, 2), padding="SAME", use_bias=i == 0)(x)
-            if i > 0:
-                x = _bn(train)(x)
+            conv_name, norm_name = f"Conv_{i}", f"BatchNorm_{i - 1}"
+            if fast:
+                affine = BatchNormAffine(name=norm_name)(features) if i > 0 else None
+                x = StridedConvBN(features, 4, use_bias=i == 0, name=conv_name)(x, affine)
+            else:
+                x = nn.Conv(features, (4, 4), strides=(2, 2), padding="SAME",
+                            use_bias=i == 0, name=conv_name)(x)
+                if i > 0:
+                    x = nn.BatchNorm(use_running_average=not train, momentum=0.9,
+                                     name=norm_name)(x)
             x = nn.leaky_relu(x, 0.2)
         x = x.reshape(x.shape[0], -1)
-        return nn.Dense(self.num_logits)(x)
+        return nn.Dense(self.num_logits, name="Dense_0")(x)
 
 
 def discriminator_for(*, width: int = 64, layers: int = 4,

@@ -64,7 +64,7 @@ def run_cell(cell: Cell, detector: Detector, test: Split, evaluator: AttackEvalu
               cell_key(cell.seed, cell.cell_id), evaluator, batch_size)
     split = not defence.host_callback
     result = evaluate_attack(cell.attack, logits_of, kind, *inputs, split=split,
-                             keep_adversarial=True)
+                             keep_adversarial=True, shrink_subsets=not defence.randomized)
     metrics, extra = cell_metrics(evaluated, result)
     if cell.attack.name == "square":  # the queries an attacker who stops at success spends
         metrics |= query_metrics(result.outputs["trace"])

@@ -189,3 +189,235 @@ def test_dense_transposed_grad_matches_nn_dense():
     _close(jax.jit(jax.grad(lambda xa: matmul_transposed_grad(xa, variables["params"]["kernel"])
                             .sum()))(x),
            jax.grad(lambda xa: (xa @ variables["params"]["kernel"]).sum())(x))
+
+
+# --- ResNet / Xception layers ----------------------------------------------------------
+
+from dfjax.models._cpu_kernels import (  # noqa: E402
+    BatchNormVariables,
+    ConvKernel,
+    conv_fast,
+    conv_gemm,
+    conv_stride2_space_to_depth,
+    depthwise_conv,
+    fold_batch_norm,
+    max_pool_3x3_stride2,
+)
+
+
+def _plain_conv(x, kernel, stride, padding, groups=1):
+    return jax.lax.conv_general_dilated(x, kernel, (stride, stride), padding,
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                        feature_group_count=groups)
+
+
+def _assert_same_vjp(fast, plain, *args, rtol=1e-5):
+    """fast(*args) == plain(*args) and their VJPs (w.r.t. every arg) agree on a random g."""
+    out, vjp_fast = jax.vjp(fast, *args)
+    reference, vjp_plain = jax.vjp(plain, *args)
+    assert out.shape == reference.shape
+    _close(out, reference, rtol)
+    g = jax.random.normal(jax.random.key(11), out.shape)
+    for a, b in zip(vjp_fast(g), vjp_plain(g), strict=True):
+        _close(a, b, rtol)
+
+
+@pytest.mark.parametrize("kernel_size, stride, padding, size", [
+    (3, 1, ((1, 1), (1, 1)), 4), (3, 2, ((1, 1), (1, 1)), 5), (3, 2, ((0, 1), (0, 1)), 6),
+    (1, 1, ((0, 0), (0, 0)), 3), (1, 2, ((0, 0), (0, 0)), 4), (7, 2, ((3, 3), (3, 3)), 8)])
+def test_conv_gemm_matches_the_conv(kernel_size, stride, padding, size):
+    kx, kw = jax.random.split(jax.random.key(12))
+    x = jax.random.normal(kx, (2, size, size + 1, 5))
+    w = jax.random.normal(kw, (kernel_size, kernel_size, 5, 6))
+    _assert_same_vjp(lambda a, k: conv_gemm(a, k, stride, padding),
+                     lambda a, k: _plain_conv(a, k, stride, padding), x, w)
+
+
+@pytest.mark.parametrize("kernel_size, padding, size", [
+    (7, ((3, 3), (3, 3)), 16), (7, ((3, 3), (3, 3)), 9), (3, ((1, 1), (1, 1)), 8),
+    (3, ((0, 1), (0, 1)), 8), (4, ((1, 2), (1, 2)), 7)])
+def test_conv_stride2_space_to_depth_matches_the_strided_conv(kernel_size, padding, size):
+    kx, kw = jax.random.split(jax.random.key(13))
+    x = jax.random.normal(kx, (2, size, size + 2, 3))
+    w = jax.random.normal(kw, (kernel_size, kernel_size, 3, 8))
+    _assert_same_vjp(lambda a, k: conv_stride2_space_to_depth(a, k, padding),
+                     lambda a, k: _plain_conv(a, k, 2, padding), x, w)
+
+
+@pytest.mark.parametrize("kernel_size, stride, c_in, size", [
+    (7, 2, 3, 16), (3, 1, 8, 8), (3, 2, 8, 8), (3, 1, 8, 2), (1, 2, 8, 8), (1, 1, 8, 4)])
+def test_conv_fast_matches_the_conv_on_each_path(kernel_size, stride, c_in, size):
+    """Every branch of conv_fast: space-to-depth (7x7/2 on 3 channels), XLA's conv (3x3
+    on 8x8), GEMM (2x2 map, 1x1 convs)."""
+    kx, kw = jax.random.split(jax.random.key(14))
+    x = jax.random.normal(kx, (2, size, size, c_in))
+    w = jax.random.normal(kw, (kernel_size, kernel_size, c_in, 16))
+    pad = kernel_size // 2
+    padding = ((pad, pad), (pad, pad))
+    _assert_same_vjp(lambda a, k: conv_fast(a, k, stride, padding),
+                     lambda a, k: _plain_conv(a, k, stride, padding), x, w)
+
+
+def test_fold_batch_norm_equals_conv_then_batch_norm():
+    keys = jax.random.split(jax.random.key(15), 6)
+    x = jax.random.normal(keys[0], (2, 5, 5, 4))
+    kernel = jax.random.normal(keys[1], (3, 3, 4, 6))
+    bn = nn.BatchNorm(use_running_average=True, epsilon=1e-3)
+    variables = {"params": {"scale": jax.random.normal(keys[2], (6,)),
+                            "bias": jax.random.normal(keys[3], (6,))},
+                 "batch_stats": {"mean": jax.random.normal(keys[4], (6,)),
+                                 "var": jax.random.uniform(keys[5], (6,)) + 0.1}}
+    padding = ((1, 1), (1, 1))
+
+    def fast(a):
+        folded, bias = fold_batch_norm(kernel, **variables["params"],
+                                       **variables["batch_stats"], epsilon=1e-3)
+        return _plain_conv(a, folded, 1, padding) + bias.reshape(1, 1, 1, -1)
+
+    _assert_same_vjp(fast, lambda a: bn.apply(variables, _plain_conv(a, kernel, 1, padding)), x)
+
+
+@pytest.mark.parametrize("padding", [((1, 1), (1, 1)), ((0, 1), (1, 1))])
+def test_depthwise_conv_matches_the_grouped_conv(padding):
+    kx, kw = jax.random.split(jax.random.key(16))
+    x = jax.random.normal(kx, (2, 6, 5, 4))
+    w = jax.random.normal(kw, (3, 3, 1, 4))
+    _assert_same_vjp(lambda a, k: depthwise_conv(a, k, padding),
+                     lambda a, k: _plain_conv(a, k, 1, padding, groups=4), x, w)
+
+
+@pytest.mark.parametrize("padding, size", [(((1, 1), (1, 1)), 8), (((1, 1), (1, 1)), 7),
+                                           (((0, 1), (0, 1)), 8), (((1, 1), (1, 1)), 2)])
+@pytest.mark.parametrize("relu", [False, True])
+def test_max_pool_3x3_stride2_matches_nn_max_pool_with_ties(padding, size, relu):
+    """Values and gradient, also where windows tie (the gradient then goes to the first
+    maximum, as JAX's reduce_window gradient) and, with relu, where the max is <= 0."""
+    x = jax.random.normal(jax.random.key(17), (2, size, size + 1, 3))
+    x = jnp.round(x * 2) / 2  # few levels: many ties, at 0 and above
+
+    def plain(a):
+        a = jax.nn.relu(a) if relu else a
+        return nn.max_pool(a, (3, 3), strides=(2, 2), padding=padding)
+
+    out, vjp_fast = jax.vjp(lambda a: max_pool_3x3_stride2(a, padding, relu), x)
+    reference, vjp_plain = jax.vjp(plain, x)
+    np.testing.assert_array_equal(out, reference)
+    g = jax.random.normal(jax.random.key(18), out.shape)
+    # a wrong window element would differ by O(1); overlapping windows sum in another order
+    _close(vjp_fast(g)[0], vjp_plain(g)[0], rtol=1e-6)
+
+
+def test_parameter_modules_match_nn_conv_and_batch_norm():
+    """ConvKernel / BatchNormVariables create nn.Conv's / nn.BatchNorm's variables: same
+    names, shapes and initial values."""
+    x = jnp.ones((1, 4, 4, 6))
+    conv = nn.Conv(8, (3, 3), feature_group_count=2, use_bias=False).init(jax.random.key(3), x)
+    mine = ConvKernel(8, 3, feature_group_count=2).init(jax.random.key(3), 6)
+    np.testing.assert_array_equal(mine["params"]["kernel"], conv["params"]["kernel"])
+    bn = nn.BatchNorm(use_running_average=True).init(jax.random.key(3), x)
+    mine = BatchNormVariables(6).init(jax.random.key(3))
+    assert jax.tree.structure(mine) == jax.tree.structure(bn)
+    for a, b in zip(jax.tree.leaves(mine), jax.tree.leaves(bn), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("name, size", [("cnn6_tiny", 32), ("mesoinception4_tiny", 32),
+                                        ("gan_disc_tiny", 32), ("cnn6", 32),
+                                        ("mesoinception4", 32), ("gan_disc", 32)])
+def test_zoo_fast_layers_match_plain_layers(name, size):
+    """cnn6, mesoinception4 and gan_disc: fast and plain layers have the same parameters
+    (names, shapes, initial values) and give the same logits, input gradient and
+    parameter gradients in eval mode, with random BatchNorm statistics and scales."""
+    fast, plain = MODELS.get(name).module(), MODELS.get(name).module(fast=False)
+    assert fast.fast and not plain.fast
+    x = jax.random.uniform(jax.random.key(1), (4, size, size, 3))
+    y = jnp.array([0, 1, 1, 0])
+    inits = [m.init(jax.random.key(0), x[:1]) for m in (fast, plain)]
+    assert jax.tree.structure(inits[0]) == jax.tree.structure(inits[1])
+    for a, b in zip(jax.tree.leaves(inits[0]), jax.tree.leaves(inits[1])):
+        np.testing.assert_array_equal(a, b)
+    variables = _variables(name, x)
+    _close(fast.apply(variables, x), plain.apply(variables, x))
+
+    def loss(model, params, xa):
+        return cross_entropy(model.apply({**variables, "params": params}, xa), y).sum()
+
+    grads = [jax.grad(loss, argnums=(1, 2))(m, variables["params"], x) for m in (fast, plain)]
+    for a, b in zip(jax.tree.leaves(grads[0]), jax.tree.leaves(grads[1])):
+        _close(a, b, rtol=2e-5)  # w.r.t. every parameter and the input
+
+
+def test_strided_conv_in_space_to_depth_form_matches_nn_conv():
+    """conv_stride2_s2d (4x4 with the GEMM input gradient, 2x2 and 6x6 without) equals
+    nn.Conv's stride-2 SAME conv, forward and input gradient."""
+    from dfjax.models._fast_blocks import conv_stride2_s2d
+
+    x = jax.random.normal(jax.random.key(8), (2, 12, 8, 5))
+    for k in (2, 4, 6):
+        w = jax.random.normal(jax.random.key(k), (k, k, 5, 7))
+
+        def reference(xa, w=w):
+            return jax.lax.conv_general_dilated(xa, w, (2, 2), "SAME",
+                                                dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+        out, vjp_fast = jax.vjp(lambda xa, w=w: conv_stride2_s2d(xa, w), x)
+        expected, vjp_plain = jax.vjp(reference, x)
+        assert out.shape == expected.shape == (2, 6, 4, 7)
+        _close(out, expected)
+        g = jax.random.normal(jax.random.key(9), out.shape)
+        _close(vjp_fast(g)[0], vjp_plain(g)[0])
+
+
+def _with_random_batch_norm(variables):
+    """variables with random BatchNorm statistics (means, variances in [0.5, 1.5]) and
+    signed scales and biases, for every module that has batch_stats."""
+    keys = iter(jax.random.split(jax.random.key(8), 4 * len(jax.tree.leaves(variables))))
+
+    def stats(tree):
+        return {k: stats(v) if isinstance(v, dict) else
+                (jax.random.uniform(next(keys), v.shape) + 0.5 if k == "var"
+                 else 0.3 * jax.random.normal(next(keys), v.shape))
+                for k, v in tree.items()}
+
+    def params(tree, batch_stats):
+        return {k: params(v, batch_stats.get(k, {})) if isinstance(v, dict) and
+                "mean" not in batch_stats.get(k, {})
+                else {n: jax.random.normal(next(keys), a.shape) for n, a in v.items()}
+                if isinstance(v, dict) else v
+                for k, v in tree.items()}
+
+    return {"params": params(variables["params"], variables["batch_stats"]),
+            "batch_stats": stats(variables["batch_stats"])}
+
+
+@pytest.mark.parametrize("name, size", [("resnet18_tiny", 32), ("resnet50_tiny", 32),
+                                        ("xception_tiny", 32), ("resnet18", 32)])
+def test_fast_zoo_model_matches_plain_model(name, size):
+    """ResNet / Xception with fast layers: the same variables (names, shapes, initial
+    values) and, with non-trivial BatchNorm statistics, the same logits, input gradient
+    and parameter gradients as the plain layers (float32 rounding)."""
+    fast, plain = MODELS.get(name).module(), MODELS.get(name).module(fast=False)
+    assert fast.fast and not plain.fast
+    x = jax.random.uniform(jax.random.key(1), (2, size, size, 3))
+    y = jnp.array([0, 1])
+    init_fast = fast.init(jax.random.key(0), x[:1])
+    init_plain = plain.init(jax.random.key(0), x[:1])
+    assert jax.tree.structure(init_fast) == jax.tree.structure(init_plain)
+    for a, b in zip(jax.tree.leaves(init_fast), jax.tree.leaves(init_plain), strict=True):
+        np.testing.assert_array_equal(a, b)
+    variables = _with_random_batch_norm(init_plain)
+    assert float(jnp.abs(variables["batch_stats"]["bn1"]["mean"] if "bn1" in
+                         variables["batch_stats"] else
+                         variables["batch_stats"]["BatchNorm_0"]["mean"]).max()) > 0.1
+    logits = plain.apply(variables, x)
+    assert float(jnp.abs(logits).max()) > 1e-3  # not a collapsed network
+    _close(fast.apply(variables, x), logits)
+
+    def loss(model, params, xa):
+        return cross_entropy(model.apply({**variables, "params": params}, xa), y).sum()
+
+    grads = [jax.jit(jax.grad(loss, argnums=(1, 2)), static_argnums=0)(m, variables["params"], x)
+             for m in (fast, plain)]
+    assert jax.tree.structure(grads[0]) == jax.tree.structure(grads[1])
+    for a, b in zip(jax.tree.leaves(grads[0]), jax.tree.leaves(grads[1]), strict=True):
+        _close(a, b, rtol=1e-4)  # w.r.t. every parameter and the input

@@ -33,21 +33,23 @@ def _args(store: Path, only: list[str] = ONLY) -> list[str]:
             + [a for o in only for a in ("--only", o)])
 
 
-def _env(caches: Path) -> dict[str, str]:
+def _env(caches: Path, xla_cache: Path) -> dict[str, str]:
+    """Data and checkpoints in `caches`; compiled programs in `xla_cache` (the test
+    session's, tests/conftest.py), shared by the runs as a user's runs share theirs."""
     return {**os.environ, "DFJAX_DATA_DIR": str(caches / "data"),
-            "DFJAX_CHECKPOINT_DIR": str(caches / "ckpt"), "DFJAX_COMPILE_CACHE_DIR": "off",
-            "DFJAX_CPU_DEVICES": "2"}
+            "DFJAX_CHECKPOINT_DIR": str(caches / "ckpt"),
+            "DFJAX_COMPILE_CACHE_DIR": str(xla_cache), "DFJAX_CPU_DEVICES": "2"}
 
 
 @pytest.fixture(scope="module")
-def caches(tmp_path_factory) -> Path:
+def caches(tmp_path_factory, xla_cache_dir) -> Path:
     """Data and checkpoint folders with the matrix's dataset prepared and detector trained
     (by a run of its noise cells into a scratch store)."""
     base = tmp_path_factory.mktemp("shared_caches")
     done = subprocess.run([sys.executable, "-m", "dfjax.cli",
                            *_args(base / "scratch.sqlite", ["attack=noise"])],
-                          env=_env(base), capture_output=True, text=True, check=False,
-                          timeout=600)
+                          env=_env(base, xla_cache_dir), capture_output=True, text=True,
+                          check=False, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return base
 
@@ -56,13 +58,13 @@ def _cell_ids() -> list[str]:
     return [c.cell_id for c in expand(override(get_config("smoke"), SETTINGS), parse_only(ONLY))]
 
 
-def test_two_runs_on_one_store_compute_each_cell_once(caches, tmp_path):
+def test_two_runs_on_one_store_compute_each_cell_once(caches, tmp_path, xla_cache_dir):
     """Two processes started together on one store: both exit 0, the cells they report
     computing ("N run") add up to the matrix (none computed twice), every cell is stored
     once, no claim is left and SQLite's integrity check passes."""
     store = tmp_path / "shared.sqlite"
     procs = [subprocess.Popen([sys.executable, "-m", "dfjax.cli", *_args(store)],
-                              env=_env(caches), stdout=subprocess.PIPE,
+                              env=_env(caches, xla_cache_dir), stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outputs = [p.communicate(timeout=600) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [err[-3000:] for _, err in outputs]
@@ -83,11 +85,11 @@ def test_two_runs_on_one_store_compute_each_cell_once(caches, tmp_path):
 
 
 def test_a_cell_claimed_by_a_live_run_is_left_to_it_and_a_dead_runs_claim_taken(
-        caches, tmp_path, monkeypatch, capsys):
+        caches, tmp_path, monkeypatch, capsys, xla_cache_dir):
     """In-process `dfjax run`: a cell claimed by a live other process is not computed and
     is reported as left to another run; once that claim's lease is gone, the next run
     computes it. A claim of a process that has ended is taken over at once."""
-    for name, value in _env(caches).items():
+    for name, value in _env(caches, xla_cache_dir).items():
         monkeypatch.setenv(name, value)
     store, (held, dead, *_) = tmp_path / "s.sqlite", _cell_ids()
     ppid = os.getppid()  # pytest's parent: alive, and not this process

@@ -6,8 +6,9 @@ each once, the same numbers, nothing failed; and only complete artifacts on disk
 
 The kills are deterministic: the test-only hook DFJAX_TEST_KILL_AFTER=<point>:<n>
 (`dfjax.settings.kill_point`) makes the process SIGKILL itself the n-th time it reaches a
-point, and each killed run must end by that signal (so the point was reached). The
-compile cache is off (DFJAX_COMPILE_CACHE_DIR=off): every run compiles afresh.
+point, and each killed run must end by that signal (so the point was reached). The runs
+share the test session's XLA compilation cache (tests/conftest.py), as a user's runs share
+theirs: the first run compiles, the resumed ones load its programs.
 """
 
 import hashlib
@@ -47,10 +48,12 @@ NOT_RESULTS = {"wall_time", "compile_time", "images_per_second", "created_at", "
                "extra_json"}
 
 
-def _dfjax_run(base: Path, kill_after: str | None = None) -> subprocess.CompletedProcess:
-    """`dfjax run` of the small matrix with its store, data and checkpoints under `base`."""
+def _dfjax_run(base: Path, xla_cache: Path, kill_after: str | None = None
+               ) -> subprocess.CompletedProcess:
+    """`dfjax run` of the small matrix with its store, data and checkpoints under `base`,
+    its compiled programs in `xla_cache`."""
     env = {**os.environ, "DFJAX_DATA_DIR": str(base / "data"),
-           "DFJAX_CHECKPOINT_DIR": str(base / "ckpt"), "DFJAX_COMPILE_CACHE_DIR": "off",
+           "DFJAX_CHECKPOINT_DIR": str(base / "ckpt"), "DFJAX_COMPILE_CACHE_DIR": str(xla_cache),
            "DFJAX_CPU_DEVICES": "2"}
     env.pop("DFJAX_TEST_KILL_AFTER", None)
     if kill_after is not None:
@@ -135,9 +138,10 @@ def _assert_only_complete_artifacts(base: Path) -> None:
         assert hashlib.sha256(blob).hexdigest() == meta["sha256"]
 
 
-def test_sigkill_at_seven_points_and_resume_equals_an_uninterrupted_run(tmp_path):
+def test_sigkill_at_seven_points_and_resume_equals_an_uninterrupted_run(tmp_path,
+                                                                          xla_cache_dir):
     reference, killed = tmp_path / "reference", tmp_path / "killed"
-    done = _dfjax_run(reference)
+    done = _dfjax_run(reference, xla_cache_dir)
     assert done.returncode == 0, done.stderr[-3000:]
     expected = _results(reference / "s.sqlite")
     config = override(get_config("smoke"), SETTINGS)
@@ -145,14 +149,14 @@ def test_sigkill_at_seven_points_and_resume_equals_an_uninterrupted_run(tmp_path
     assert set(expected) == cell_ids and len(cell_ids) == 4
 
     for kill_after, shows in KILLS:
-        run = _dfjax_run(killed, kill_after)
+        run = _dfjax_run(killed, xla_cache_dir, kill_after)
         assert run.returncode == -signal.SIGKILL, (kill_after, run.stderr[-3000:])
         assert shows in _folder_state(killed), (kill_after, _folder_state(killed))
         if (killed / "s.sqlite").exists():  # whole cells only, never a part of one
             ids, check, partial = _store_facts(killed / "s.sqlite")
             assert check == "ok" and partial == 0 and len(ids) == len(set(ids))
 
-    final = _dfjax_run(killed)
+    final = _dfjax_run(killed, xla_cache_dir)
     assert final.returncode == 0, final.stderr[-3000:]
     assert "0 failed" in final.stdout
     ids, check, partial = _store_facts(killed / "s.sqlite")

@@ -1,14 +1,15 @@
-"""Soak: the same small matrix run again and again against one store, for about two
-minutes, as a many-hour run would exercise the runner. Nothing may accumulate: the
-process's memory (RSS) and open file descriptors stay flat after the first rounds, and
-every round stores the same numbers.
+"""Soak: the same small matrix run again and again against one store (ROUNDS rounds), as a
+many-hour run would exercise the runner. Nothing may accumulate: the process's memory
+(RSS) and open file descriptors stay flat after the first rounds, and every round stores
+the same numbers.
 
 How each round redoes its work: before a round, every cell is written back as 'failed'
 through the store's own API (`Store.put`), and a run retries failed cells. So each round
 runs the very same cells (same ids, same keys: the numbers must be identical) on the
 very same store (rows replaced, never added), through a fresh `run_matrix` -- a new
-AttackEvaluator, recompiled attacks, the detector loaded from the checkpoint cache --
-which is where a leak of executables, arrays or file handles would show. (New cells
+AttackEvaluator, its attacks compiled anew (XLA's executables loaded from the test
+session's compilation cache, tests/conftest.py), the detector loaded from the checkpoint
+cache -- which is where a leak of executables, arrays or file handles would show. (New cells
 per round would need other seeds or budgets, whose numbers legitimately differ.)
 """
 
@@ -26,8 +27,10 @@ from dfjax.store import Store
 
 pytestmark = pytest.mark.slow
 
-SOAK_SECONDS = 120  # keep starting rounds until this much time has passed ...
-MIN_ROUNDS = 4  # ... and run at least this many
+# A fixed count, not a duration: the rounds got faster once the session kept compiled
+# programs (tests/conftest.py), and a leak shows per round. Twice the 4 rounds within which
+# a leak of one round's attacks or arrays would break RSS_GROWTH_BOUND_MIB.
+ROUNDS = 8
 ONLY = {"attack": ["fgsm", "pgd"]}  # 4 cells of the smoke matrix: 2 attacks x 2 budgets
 # RSS after the last round may exceed RSS after round 2 by at most this much. Round 1
 # trains the detector and fills JAX's and XLA's one-time caches. RSS is read after
@@ -77,10 +80,10 @@ def test_repeated_rounds_keep_memory_fds_and_results_flat(tmp_path):
     config = get_config("smoke")
     cells = expand(config, ONLY)
     dirs = {"data_dir": tmp_path / "data", "checkpoint_dir": tmp_path / "ckpt"}
-    rss, fds, results = [], [], []
-    start = time.perf_counter()
+    rss, fds, results, seconds = [], [], [], []
     with Store(tmp_path / "soak.sqlite") as store:
-        while len(rss) < MIN_ROUNDS or time.perf_counter() - start < SOAK_SECONDS:
+        for _ in range(ROUNDS):
+            start = time.perf_counter()
             for cell in cells:  # make the run redo every cell (failed cells are retried)
                 store.put(cell, status="failed", error="soak: redo this cell")
             summary = run_matrix(config, store, only=ONLY, progress=False, log=lambda _: None,
@@ -91,9 +94,9 @@ def test_repeated_rounds_keep_memory_fds_and_results_flat(tmp_path):
             fds.append(_open_fds())
             results.append(_results(store))
             assert store.count() == {"ok": len(cells)}  # replaced, never added
-    rounds = len(rss)
-    report = (f"{rounds} rounds in {time.perf_counter() - start:.0f} s; RSS MiB per round "
-              f"{[round(r) for r in rss]}; open fds {fds}")
+            seconds.append(time.perf_counter() - start)
+    report = (f"{ROUNDS} rounds, seconds per round {[round(t, 1) for t in seconds]}; RSS MiB "
+              f"per round {[round(r) for r in rss]}; open fds {fds}")
     print(report)
     assert rss[-1] - rss[1] <= RSS_GROWTH_BOUND_MIB, report
     assert fds[-1] <= fds[1], report
