@@ -1,4 +1,5 @@
-"""Bench options: `--short` (CI mode: cnn7 only, batch 64, 64x64, 3 rounds) and a
+"""Bench options: `--short` (CI mode: cnn7 and meso4 only, batch 64, 64x64, 3 rounds),
+`--models a,b` (the peer bench's models) and a
 deliberate slow-down (`DFJAX_BENCH_SLOWDOWN=k` runs every timed call k times) used
 to check that `dfjax bench compare` flags a regression."""
 

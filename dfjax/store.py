@@ -257,13 +257,14 @@ class Store:
         for name, value in (metrics or {}).items():
             if not isinstance(value, (int, float)):
                 raise TypeError(f"metric {name!r} must be a number, got {type(value).__name__}")
+        cell_id = cell.cell_id  # a hash of the whole spec: computed once, not per row
         with self._write():
-            self._db.execute("DELETE FROM cells WHERE cell_id = ?", (cell.cell_id,))
-            self._db.execute("DELETE FROM claims WHERE cell_id = ?", (cell.cell_id,))
+            self._db.execute("DELETE FROM cells WHERE cell_id = ?", (cell_id,))
+            self._db.execute("DELETE FROM claims WHERE cell_id = ?", (cell_id,))
             self._db.execute(
                 "INSERT INTO cells VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
-                    cell.cell_id, status, cell.dataset.label(), cell.model.label(),
+                    cell_id, status, cell.dataset.label(), cell.model.label(),
                     cell.training.label(), cell.defence.label(), cell.attack.label(),
                     cell.attack.norm, cell.attack.eps, cell.attack.delta, cell.seed,
                     int(timings.get("n_evaluated", cell.n_eval)), cell.detector_id,
@@ -275,16 +276,16 @@ class Store:
             )
             self._db.executemany(
                 "INSERT INTO metrics VALUES (?, ?, ?)",
-                [(cell.cell_id, k, None if math.isnan(float(v)) else float(v))
+                [(cell_id, k, None if math.isnan(float(v)) else float(v))
                  for k, v in (metrics or {}).items()],
             )
             if examples is not None:
                 columns = [np.asarray(examples[k]) for k in EXAMPLE_KEYS]
                 self._db.executemany("INSERT INTO examples VALUES (?, ?, ?, ?, ?)", [
-                    (cell.cell_id, int(i), int(y), _real(pc), _real(pa))
+                    (cell_id, int(i), int(y), _real(pc), _real(pa))
                     for i, y, pc, pa in zip(*columns)])
             self._db.executemany("INSERT INTO gallery VALUES (?,?,?,?,?,?,?,?,?)", [
-                (cell.cell_id, rank, int(g["index"]), int(g["label"]), _real(g["p_fake_clean"]),
+                (cell_id, rank, int(g["index"]), int(g["label"]), _real(g["p_fake_clean"]),
                  _real(g["p_fake_adv"]), g["clean_png"], g["adv_png"], g["perturbation_png"])
                 for rank, g in enumerate(gallery or [])])
             settings.kill_point("store.put")  # a kill here must leave no part of the cell

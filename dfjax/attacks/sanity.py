@@ -83,6 +83,7 @@ def sanity_checks(
     detector_kind: Hashable, variables, images: np.ndarray, labels: np.ndarray,
     key: jax.Array, evaluator: AttackEvaluator, batch_size: int, *, split: bool = True,
     detector: Hashable, still_robust: np.ndarray | None = None,
+    probe_memo: Hashable | None = None,
 ) -> dict[str, float]:
     """The per-cell sanity numbers (see the module docstring) of attack `attack_spec`,
     which left `robust_accuracy` on (images float32 [n, h, w, c] in [0, 1], labels [n]).
@@ -90,7 +91,29 @@ def sanity_checks(
     the defended detector, whose unbounded-budget check runs once (kept on `evaluator`),
     with a key of its own, so its number does not depend on which cell ran first.
     still_robust: bool [n], the examples the cell's attack left correct (default: all;
-    the doubled attack runs on these only)."""
+    the doubled attack runs on these only).
+    probe_memo: where the probe's inputs do not depend on `key` (a deterministic defence),
+    what identifies them (detector, defence, examples, batch): its four flags are then
+    computed once per probe_memo (kept on `evaluator`) and shared by the cells that
+    have it; None: computed for this cell."""
+    probe_inputs = (logits_of, detector_kind, variables, images, labels, key, evaluator,
+                    batch_size)
+    if probe_memo is None:
+        flags = _probe_flags(*probe_inputs)
+    else:
+        memo = evaluator.memo.setdefault(("probe flags", probe_memo), {})
+        if "flags" not in memo:
+            memo["flags"] = _probe_flags(*probe_inputs)
+        flags = dict(memo["flags"])
+    return flags | _attack_checks(attack_spec, robust_accuracy, logits_of, detector_kind,
+                                  variables, images, labels, key, evaluator, batch_size,
+                                  split=split, detector=detector, still_robust=still_robust)
+
+
+def _probe_flags(logits_of, detector_kind, variables, images, labels, key, evaluator,
+                 batch_size) -> dict[str, float]:
+    """sanity_nondeterministic, sanity_probability_outputs, sanity_zero_gradient_fraction
+    and sanity_zero_gradients: one probe pass over the examples (the first batch twice)."""
     probes = evaluator.memo.setdefault(("probe", detector_kind), {})
     if "fn" not in probes:  # one jitted probe per detector kind: compiled once per shape
         probes["fn"] = _probe(logits_of)
@@ -116,7 +139,16 @@ def sanity_checks(
              "sanity_probability_outputs": float(probabilities),
              "sanity_zero_gradient_fraction": float(zero.mean()),
              "sanity_zero_gradients": float(zero.any())}
+    return flags
 
+
+def _attack_checks(attack_spec, robust_accuracy, logits_of, detector_kind, variables, images,
+                   labels, key, evaluator, batch_size, *, split, detector,
+                   still_robust) -> dict[str, float]:
+    """The checks that attack: the unbounded budget (once per `detector`) and, for an
+    attack with steps, twice the steps on the still-robust examples."""
+    batch_size = min(batch_size, len(labels))
+    flags = {}
     memo = evaluator.memo.setdefault(("unbounded", detector), {})
     if "robust" not in memo:
         memo["robust"] = _robust(evaluate_attack(

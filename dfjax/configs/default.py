@@ -1,4 +1,5 @@
-"""The default matrix `run_all.py` runs, sized for <= 10 minutes on a 2-core CPU:
+"""The default matrix `run_all.py` runs: about 25 minutes cold on a 2-core CPU (training
+6 min, smoothing PGD 4.5 min, the attacks' sanity checks about a quarter of the cells' time):
 
 synthetic_faces (64x64, 10,000 images) x {cnn7, cnn6, meso4} x {standard, pgd_at}
 x {noise, fgsm, pgd-10} x delta in {0, 1, 2, 4, 8, 16, 25}/255 (0-25 covers the

@@ -76,7 +76,10 @@ def run_cell(cell: Cell, detector: Detector, test: Split, evaluator: AttackEvalu
         metrics |= sanity_checks(cell.attack, metrics["robust_accuracy"], logits_of, kind,
                                  *inputs, split=split,
                                  detector=(cell.detector_id, cell.defence.canonical()),
-                                 still_robust=still_robust)
+                                 still_robust=still_robust,
+                                 probe_memo=None if defence.randomized else (
+                                     cell.detector_id, cell.defence.canonical(), cell.n_eval,
+                                     cell.seed, batch_size))
     except Exception as e:  # name the stage: its attacks are not the cell's own
         raise type(e)(f"sanity check: {e}") from e
     if defence.certify is not None:  # once per detector: certificates need no attack
