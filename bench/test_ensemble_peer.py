@@ -33,24 +33,18 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("torchattacks")
 
-from dfjax import settings  # noqa: E402
 from dfjax.attacks.auto import OPTIONS  # noqa: E402
 from dfjax.attacks.evaluate import AttackEvaluator, evaluate_attack  # noqa: E402
 from dfjax.config import (  # noqa: E402
     AttackSpec,
-    Cell,
-    DatasetSpec,
     DefenceSpec,
     ModelSpec,
-    TrainSpec,
 )
-from dfjax.data import load_dataset  # noqa: E402
-from dfjax.data.subsets import evaluation_subset  # noqa: E402
 from dfjax.defences import defended_logits  # noqa: E402
 from dfjax.losses import predicted_class  # noqa: E402
+from dfjax.peers.reference import trained_cnn7  # noqa: E402
 from dfjax.peers.torch_ensemble import build_members, run_ensemble  # noqa: E402
 from dfjax.peers.torch_models import from_flax, nhwc_to_nchw  # noqa: E402
-from dfjax.training.detectors import get_detector  # noqa: E402
 
 N_EVAL = 256
 EPS = 1 / 255
@@ -68,15 +62,7 @@ def _rounds(short: bool) -> int:
 @pytest.fixture(scope="module")
 def trained():
     """(model, variables, x float32 [256, 64, 64, 3], y int32 [256]) of a trained cnn7."""
-    cell = Cell(dataset=DatasetSpec(name="synthetic_faces", image_size=64, num_examples=4000),
-                model=ModelSpec(name="cnn7"), training=TrainSpec(epochs=8),
-                defence=DefenceSpec(), attack=AttackSpec(name="auto"), n_eval=N_EVAL, seed=0)
-    splits = load_dataset(cell.dataset)
-    detector = get_detector(cell, splits, checkpoint_dir=settings.checkpoint_dir(),
-                            log=lambda _: None)
-    subset = evaluation_subset(splits.test, N_EVAL, cell.seed)
-    return (detector.model, detector.variables, subset.float_images(),
-            subset.labels.astype(np.int32))
+    return trained_cnn7(N_EVAL)
 
 
 def _accuracy_info(correct: np.ndarray, robust: np.ndarray) -> dict:

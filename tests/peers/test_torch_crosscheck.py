@@ -39,18 +39,10 @@ torchattacks = pytest.importorskip("torchattacks")
 from dfjax.attacks import ATTACKS  # noqa: E402
 from dfjax.config import (  # noqa: E402
     AttackSpec,
-    Cell,
-    DatasetSpec,
-    DefenceSpec,
-    ModelSpec,
-    TrainSpec,
 )
-from dfjax.data import load_dataset  # noqa: E402
-from dfjax.models import build_model, make_logits_fn  # noqa: E402
+from dfjax.models import make_logits_fn  # noqa: E402
+from dfjax.peers.reference import trained_cnn7  # noqa: E402
 from dfjax.peers.torch_models import from_flax, nchw_to_nhwc, nhwc_to_nchw  # noqa: E402
-from dfjax import settings  # noqa: E402
-from dfjax.data.subsets import evaluation_subset  # noqa: E402
-from dfjax.training.detectors import get_detector  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -65,15 +57,7 @@ TOLERANCE = {"pgd": 0.06, "apgd_ce": 0.06, "square": 0.12}
 @pytest.fixture(scope="module")
 def trained():
     """(model, variables, x float32 [256, 64, 64, 3], y int32 [256]) of a trained cnn7."""
-    cell = Cell(dataset=DatasetSpec(name="synthetic_faces", image_size=64, num_examples=4000),
-                model=ModelSpec(name="cnn7"), training=TrainSpec(epochs=8),
-                defence=DefenceSpec(), attack=AttackSpec(name="noise"), n_eval=N_EVAL, seed=0)
-    splits = load_dataset(cell.dataset)
-    detector = get_detector(cell, splits, checkpoint_dir=settings.checkpoint_dir(),
-                            log=lambda _: None)
-    subset = evaluation_subset(splits.test, N_EVAL, cell.seed)
-    return (detector.model, detector.variables, subset.float_images(),
-            subset.labels.astype(np.int32))
+    return trained_cnn7(N_EVAL)
 
 
 def _dfjax_attack(name, delta, options):
