@@ -23,8 +23,9 @@ For meso4 neither the GEMM input gradient nor one sign-selected pool (instead of
 and a min pool) helped; it uses the space-to-depth conv and `max_over`/`min_over`.
 
 Each layer computes the plain layer's function with the same parameters, names and
-initialisers. The models use them in eval mode only (attacks, `fast=True`); training
-and `fast=False` keep the plain layers, the reference that
+initialisers. The models use them in eval mode (attacks, `fast=True`); ResNet and
+Xception also train on their fast convs and pools (BatchNorm on batch statistics cannot
+fold); `fast=False` keeps the plain layers, the reference that
 tests/models/test_fast_layers.py and tests/attacks/test_fast_equivalence.py compare
 against. The measurements, and what was tried and dropped: docs/peers.md.
 """

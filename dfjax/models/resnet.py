@@ -6,6 +6,8 @@ Under attack (fast=True, default, eval mode) each conv + BatchNorm runs with the
 BatchNorm folded into the conv's kernel and bias, convs to 2x2 maps as a GEMM, the stem
 in space-to-depth form and the stem's ReLU + max pool as one pass over strided slices
 (models/_cpu_kernels.py; measured with bench/bench_layers.py, see docs/architecture.md).
+Training with fast=True uses the same convs and pool (the same function up to float32
+rounding) with nn.BatchNorm on batch statistics, which cannot fold.
 """
 
 from __future__ import annotations
@@ -44,12 +46,15 @@ def _conv(features: int, kernel: int, stride: int, name: str) -> nn.Conv:
 def conv_bn(x: jnp.ndarray, features: int, kernel: int, stride: int, names: tuple[str, str],
             *, train: bool, fast: bool, zero_init: bool = False) -> jnp.ndarray:
     """BatchNorm(conv(x)) with the variables of `_conv(.., name=names[0])` and
-    `_bn(.., name=names[1])`; in eval mode with `fast`, the BatchNorm folded into the
-    conv (fold_batch_norm) and the conv computed by conv_fast. Called inside a module."""
-    if train or not fast:
+    `_bn(.., name=names[1])`; with `fast`, the conv computed by conv_fast and, in eval
+    mode, the BatchNorm folded into it (fold_batch_norm). Called inside a module."""
+    if not fast:
         return _bn(train, names[1], zero_init)(_conv(features, kernel, stride, names[0])(x))
     pad = kernel // 2
     weights = ConvKernel(features, kernel, name=names[0])(x.shape[-1])
+    if train:  # batch statistics: nothing to fold
+        conv = conv_fast(x, weights.astype(x.dtype), stride, ((pad, pad), (pad, pad)))
+        return _bn(train, names[1], zero_init)(conv)
     scale_init = nn.initializers.zeros if zero_init else nn.initializers.ones
     batch_norm = BatchNormVariables(features, scale_init=scale_init, name=names[1])()
     weights, bias = fold_batch_norm(weights, *batch_norm, BN_EPSILON)
@@ -105,9 +110,9 @@ class ResNet(nn.Module):
     head `fc` (replaced when fine-tuning ImageNet weights). ImageNet mean/std
     normalisation inside. Module names follow torchvision: `layer{i}_{j}` etc.
 
-    fast=True (default) computes eval mode (attacks) with the fast layers (see the
-    module docstring): the same function, up to float32 rounding, and the same variables.
-    Training (train=True, batch statistics) and fast=False use the plain layers.
+    fast=True (default) computes with the fast layers (see the module docstring): the
+    same function, up to float32 rounding, and the same variables; fast=False uses the
+    plain layers (the reference, and the FLOP count of dfjax.benchmarks.plain_model).
     """
 
     num_logits: int = 2
@@ -121,7 +126,7 @@ class ResNet(nn.Module):
         block_cls = {"basic": BasicBlock, "bottleneck": Bottleneck}[self.block]
         x = Normalize(mean=IMAGENET_MEAN, std=IMAGENET_STD)(x)
         x = conv_bn(x, self.width, 7, 2, ("conv1", "bn1"), train=train, fast=self.fast)
-        if train or not self.fast:
+        if not self.fast:
             x = nn.max_pool(nn.relu(x), (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
         else:
             x = max_pool_3x3_stride2(x, ((1, 1), (1, 1)), True)  # the ReLU folded in

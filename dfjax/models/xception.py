@@ -5,6 +5,8 @@ Under attack (fast=True, default, eval mode) every BatchNorm folds into the conv
 it (the pointwise conv of a separable conv), depthwise convs run as shifted
 multiply-adds, the 3x3/2 max pools as strided slices, and convs to 2x2 maps as a GEMM
 (models/_cpu_kernels.py; measured with bench/bench_layers.py, see docs/architecture.md).
+Training with fast=True uses the same convs and pools (the same function up to float32
+rounding) with nn.BatchNorm on batch statistics, which cannot fold.
 """
 
 from __future__ import annotations
@@ -68,23 +70,29 @@ def _folded(x, kernel, batch_norm: BatchNormVariables, stride: int):
 
 def conv_bn(x, features: int, kernel: int, stride: int, names: tuple[str, str], *,
             train: bool, fast: bool):
-    """BatchNorm(nn.Conv(features, (kernel, kernel), stride, SAME, no bias)(x)), the
-    BatchNorm folded into the conv in eval mode with `fast`. Called inside a module."""
-    if train or not fast:
+    """BatchNorm(nn.Conv(features, (kernel, kernel), stride, SAME, no bias)(x)); with
+    `fast` the conv computed by conv_fast and, in eval mode, the BatchNorm folded into it.
+    Called inside a module."""
+    if not fast:
         conv = nn.Conv(features, (kernel, kernel), strides=(stride, stride), padding="SAME",
                        use_bias=False, name=names[0])
         return _bn(train, names[1])(conv(x))
     weights = ConvKernel(features, kernel, name=names[0])(x.shape[-1])
+    if train:  # batch statistics: nothing to fold
+        conv = conv_fast(x, weights.astype(x.dtype), stride, _same_pads(x, kernel, stride))
+        return _bn(train, names[1])(conv)
     return _folded(x, weights, BatchNormVariables(features, name=names[1]), stride)
 
 
 def separable_bn(x, features: int, names: tuple[str, str], *, train: bool, fast: bool):
-    """BatchNorm(SeparableConv(features)(x)); in eval mode with `fast`, the depthwise conv
-    as shifted multiply-adds and the BatchNorm folded into the pointwise conv."""
-    if train or not fast:
+    """BatchNorm(SeparableConv(features)(x)); with `fast`, the depthwise conv as shifted
+    multiply-adds and, in eval mode, the BatchNorm folded into the pointwise conv."""
+    if not fast:
         return _bn(train, names[1])(SeparableConv(features, name=names[0])(x))
     depthwise, pointwise = SeparableConv(features, fused=True, name=names[0])(x)
     x = depthwise_conv(x, depthwise.astype(x.dtype), _same_pads(x, 3, 1))
+    if train:  # batch statistics: nothing to fold
+        return _bn(train, names[1])(conv_fast(x, pointwise.astype(x.dtype), 1, ((0, 0), (0, 0))))
     return _folded(x, pointwise, BatchNormVariables(features, name=names[1]), 1)
 
 
@@ -110,7 +118,7 @@ class DownBlock(nn.Module):
         x = nn.relu(separable_bn(x, self.features[0], ("SeparableConv_0", "BatchNorm_1"),
                                  **options))
         x = separable_bn(x, self.features[1], ("SeparableConv_1", "BatchNorm_2"), **options)
-        return _max_pool_3x3_s2(x, self.fast and not train) + residual
+        return _max_pool_3x3_s2(x, self.fast) + residual
 
 
 class MiddleBlock(nn.Module):
@@ -137,9 +145,9 @@ class Xception(nn.Module):
     are multiplied by `width` (1.0 = the paper). Convs are SAME-padded (the paper's
     first two are VALID) so 32x32 inputs work; ImageNet mean/std normalisation.
 
-    fast=True (default) computes eval mode (attacks) with the fast layers (see the
-    module docstring): the same function, up to float32 rounding, and the same variables.
-    Training (train=True, batch statistics) and fast=False use the plain layers.
+    fast=True (default) computes with the fast layers (see the module docstring): the
+    same function, up to float32 rounding, and the same variables; fast=False uses the
+    plain layers (the reference, and the FLOP count of dfjax.benchmarks.plain_model).
     """
 
     num_logits: int = 2

@@ -421,3 +421,37 @@ def test_fast_zoo_model_matches_plain_model(name, size):
     assert jax.tree.structure(grads[0]) == jax.tree.structure(grads[1])
     for a, b in zip(jax.tree.leaves(grads[0]), jax.tree.leaves(grads[1]), strict=True):
         _close(a, b, rtol=1e-4)  # w.r.t. every parameter and the input
+
+
+@pytest.mark.parametrize("name, size", [("resnet18_tiny", 32), ("resnet50_tiny", 32),
+                                        ("xception_tiny", 32)])
+def test_fast_zoo_model_trains_like_plain_model(name, size):
+    """ResNet / Xception in training mode (batch statistics): with fast layers the same
+    logits, updated batch statistics, input gradient and parameter gradients as the plain
+    layers (float32 rounding), so training on the fast layers is exact."""
+    fast, plain = MODELS.get(name).module(), MODELS.get(name).module(fast=False)
+    x = jax.random.uniform(jax.random.key(3), (4, size, size, 3))
+    y = jnp.array([0, 1, 1, 0])
+    variables = _with_random_batch_norm(plain.init(jax.random.key(0), x[:1]))
+
+    def loss(model, params, xa):
+        logits, updates = model.apply({**variables, "params": params}, xa, train=True,
+                                      mutable=["batch_stats"])
+        return cross_entropy(logits, y).sum(), (logits, updates["batch_stats"])
+
+    step = jax.jit(jax.value_and_grad(loss, argnums=(1, 2), has_aux=True), static_argnums=0)
+    (_, (logits_fast, stats_fast)), grads_fast = step(fast, variables["params"], x)
+    (_, (logits_plain, stats_plain)), grads_plain = step(plain, variables["params"], x)
+    assert float(jnp.abs(logits_plain).max()) > 1e-3  # not a collapsed network
+    _close(logits_fast, logits_plain, rtol=1e-4)
+    for a, b in zip(jax.tree.leaves(stats_fast), jax.tree.leaves(stats_plain), strict=True):
+        _close(a, b, rtol=1e-4)
+    assert jax.tree.structure(grads_fast) == jax.tree.structure(grads_plain)
+    # w.r.t. every parameter and the input, on the scale of the largest gradient: some
+    # are exactly 0 in exact arithmetic (the bias of a BatchNorm over a 1x1 map's batch
+    # of 4 pixels), so their rounding noise (~1e-7) cannot match leaf by leaf
+    scale = max(float(jnp.abs(g).max()) for g in jax.tree.leaves(grads_plain))
+    assert scale > 1e-3
+    for a, b in zip(jax.tree.leaves(grads_fast), jax.tree.leaves(grads_plain), strict=True):
+        np.testing.assert_allclose(np.asarray(a) / scale, np.asarray(b) / scale, rtol=0,
+                                   atol=1e-4)
