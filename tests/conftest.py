@@ -22,12 +22,18 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 # the tests run attacks with their batch split as the runner does (dfjax/xla.py).
 use_cpu_cores(2)
 
-# One XLA compilation cache for this test process, in a temporary folder removed at exit:
-# tests that build the same program anew (a new closure, a new AttackEvaluator, another
+# One XLA compilation cache for this test run, in a temporary folder removed at exit: tests
+# that build the same program anew (a new closure, a new AttackEvaluator, another
 # `run_matrix` of the smoke cells) load it instead of compiling it again. XLA keys each
 # entry on the program and its options, so a loaded program is the one a compile makes.
-TEST_COMPILE_CACHE = Path(tempfile.mkdtemp(prefix="dfjax-test-xla-"))
-atexit.register(shutil.rmtree, TEST_COMPILE_CACHE, ignore_errors=True)
+# Under pytest-xdist (pyproject's addopts) the workers share their controller's folder
+# (named by its pid, their parent's), and the controller removes it.
+_XDIST_WORKER = "PYTEST_XDIST_WORKER" in os.environ
+TEST_COMPILE_CACHE = (Path(tempfile.gettempdir())
+                      / f"dfjax-test-xla-{os.getppid() if _XDIST_WORKER else os.getpid()}")
+TEST_COMPILE_CACHE.mkdir(exist_ok=True)
+if not _XDIST_WORKER:
+    atexit.register(shutil.rmtree, TEST_COMPILE_CACHE, ignore_errors=True)
 use_compile_cache(TEST_COMPILE_CACHE)
 
 
