@@ -94,6 +94,12 @@ def load_figures(path: Path) -> dict[str, Figure]:
     return figures
 
 
+def cpu_of(path: Path) -> str | None:
+    """The CPU a pytest-benchmark JSON file was measured on (its machine_info), or None."""
+    data = json.loads(Path(path).read_text())
+    return data.get("machine_info", {}).get("cpu", {}).get("brand_raw")
+
+
 @dataclasses.dataclass(frozen=True)
 class Change:
     name: str
@@ -115,6 +121,12 @@ def compare(base: Path, new: Path, *, threshold: float = 0.25) -> tuple[list[Cha
     regresses when it changed at all. Figures in only one file are noted."""
     a, b = load_figures(base), load_figures(new)
     regressions, notes = [], []
+    cpus = cpu_of(base), cpu_of(new)
+    if None not in cpus and cpus[0] != cpus[1]:
+        notes.append(f"different CPUs: base on {cpus[0]!r}, new on {cpus[1]!r}; the calibration "
+                     "GEMM and the attack loops need not scale alike across CPUs (measured: a "
+                     "Sapphire Rapids Xeon ran the GEMM 1.55x faster than a Zen3 EPYC, cnn7's "
+                     "PGD 1.15x), so rerun the base revision on this machine to compare")
     for name in sorted(set(a) | set(b)):
         if name not in a or name not in b:
             notes.append(f"{name}: only in {'base' if name in a else 'new'}")

@@ -40,10 +40,27 @@ def test_compare_flags_any_change_in_tracked_metrics(tmp_path):
     assert main(["bench", "compare", str(base), str(base)]) == 0
 
 
+def test_compare_notes_runs_from_different_cpus(tmp_path):
+    """Normalised medians do not transfer across CPUs: compare says so, once, naming both."""
+    def on(cpu, name):
+        path = _bench_json(tmp_path / name, {"pgd": (1.0, 0.1, {})})
+        path.write_text(json.dumps({**json.loads(path.read_text()),
+                                    "machine_info": {"cpu": {"brand_raw": cpu}}}))
+        return path
+
+    zen, xeon, zen_again = on("AMD EPYC", "a.json"), on("Intel Xeon", "b.json"), on("AMD EPYC",
+                                                                                 "c.json")
+    _, notes = compare(zen, xeon)
+    assert len(notes) == 1 and "'AMD EPYC'" in notes[0] and "'Intel Xeon'" in notes[0]
+    assert compare(zen, zen_again) == ([], [])
+
+
 @pytest.mark.slow
 def test_short_bench_writes_json_and_slowed_build_is_flagged(tmp_path):
     def run(out, slowdown):
-        env = {**os.environ, "DFJAX_BENCH_SLOWDOWN": str(slowdown)}
+        # not PYTEST_XDIST_WORKER: pytest-benchmark would take the bench for an xdist worker
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")},
+               "DFJAX_BENCH_SLOWDOWN": str(slowdown)}
         subprocess.run([sys.executable, "-m", "dfjax.cli", "bench", "run", "--short", "--out",
                         str(out), "-k", "forward or calibration"], env=env, check=True,
                        capture_output=True)
