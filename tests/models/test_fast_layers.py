@@ -1,6 +1,8 @@
 """The fast conv + pool layers (dfjax/models/_cpu_kernels.py) compute the plain layers'
 function: forward, input gradient and parameter gradients, in eval and training mode."""
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -72,7 +74,8 @@ def test_max_over_and_min_over_gradients_match_jnp():
 
 def _variables(name, x):
     """Plain-model init, with random BatchNorm statistics and signed scales (meso4)."""
-    variables = MODELS.get(name).module(fast=False).init(jax.random.key(0), x[:1], train=False)
+    init = jax.jit(functools.partial(MODELS.get(name).module(fast=False).init, train=False))
+    variables = init(jax.random.key(0), x[:1])
     if "batch_stats" not in variables:
         return variables
     keys = iter(jax.random.split(jax.random.key(7), 64))
@@ -92,13 +95,12 @@ def test_fast_model_matches_plain_model(name):
     x = jax.random.uniform(jax.random.key(1), (4, 32, 32, 3))
     y = jnp.array([0, 1, 1, 0])
     # the same parameters (names, shapes, initial values)
-    for a, b in zip(jax.tree.leaves(fast.init(jax.random.key(0), x[:1])),
-                    jax.tree.leaves(plain.init(jax.random.key(0), x[:1]))):
+    init_fast, init_plain = (jax.jit(m.init)(jax.random.key(0), x[:1]) for m in (fast, plain))
+    assert jax.tree.structure(init_fast) == jax.tree.structure(init_plain)
+    for a, b in zip(jax.tree.leaves(init_fast), jax.tree.leaves(init_plain), strict=True):
         np.testing.assert_array_equal(a, b)
-    assert (jax.tree.structure(fast.init(jax.random.key(0), x[:1]))
-            == jax.tree.structure(plain.init(jax.random.key(0), x[:1])))
     variables = _variables(name, x)
-    _close(fast.apply(variables, x), plain.apply(variables, x))
+    _close(*(jax.jit(m.apply)(variables, x) for m in (fast, plain)))
 
     def loss(model, params, xa, train):
         v = {**variables, "params": params}
@@ -110,8 +112,8 @@ def test_fast_model_matches_plain_model(name):
         return cross_entropy(logits, y).sum()
 
     for train in (False, True):
-        grads = [jax.grad(loss, argnums=(1, 2))(m, variables["params"], x, train)
-                 for m in (fast, plain)]
+        grads = [jax.jit(jax.grad(loss, argnums=(1, 2)), static_argnums=(0, 3))(
+            m, variables["params"], x, train) for m in (fast, plain)]
         for a, b in zip(jax.tree.leaves(grads[0]), jax.tree.leaves(grads[1])):
             _close(a, b, rtol=2e-5)  # w.r.t. every parameter and the input
 
@@ -134,12 +136,12 @@ def test_parameter_gradients_match_on_flat_images(name):
     x = jnp.round(x * 4) / 4  # few levels: many equal pixels
     y = jnp.array([0, 1, 1, 0])
     plain = MODELS.get(name).module(fast=False)
-    variables = plain.init(jax.random.key(0), x[:1], train=False)
+    variables = jax.jit(functools.partial(plain.init, train=False))(jax.random.key(0), x[:1])
 
     def loss(model, params):
         return cross_entropy(model.apply({**variables, "params": params}, x), y).sum()
 
-    grads = [jax.grad(loss, argnums=1)(m, variables["params"])
+    grads = [jax.jit(jax.grad(loss, argnums=1), static_argnums=0)(m, variables["params"])
              for m in (MODELS.get(name).module(), plain)]
     for a, b in zip(jax.tree.leaves(grads[0]), jax.tree.leaves(grads[1])):
         _close(a, b, rtol=2e-5)
@@ -332,18 +334,22 @@ def test_zoo_fast_layers_match_plain_layers(name, size):
     assert fast.fast and not plain.fast
     x = jax.random.uniform(jax.random.key(1), (4, size, size, 3))
     y = jnp.array([0, 1, 1, 0])
-    inits = [m.init(jax.random.key(0), x[:1]) for m in (fast, plain)]
+    inits = [jax.jit(m.init)(jax.random.key(0), x[:1]) for m in (fast, plain)]
     assert jax.tree.structure(inits[0]) == jax.tree.structure(inits[1])
     for a, b in zip(jax.tree.leaves(inits[0]), jax.tree.leaves(inits[1])):
         np.testing.assert_array_equal(a, b)
     variables = _variables(name, x)
-    _close(fast.apply(variables, x), plain.apply(variables, x))
 
     def loss(model, params, xa):
         return cross_entropy(model.apply({**variables, "params": params}, xa), y).sum()
 
-    grads = [jax.grad(loss, argnums=(1, 2))(m, variables["params"], x) for m in (fast, plain)]
-    for a, b in zip(jax.tree.leaves(grads[0]), jax.tree.leaves(grads[1])):
+    # one compiled program a model (op-by-op dispatch compiles each op's shape apart)
+    logits, grads = zip(*[jax.jit(lambda p, xa, m=m: (
+        m.apply({**variables, "params": p}, xa),
+        jax.grad(loss, argnums=(1, 2))(m, p, xa)))(variables["params"], x)
+        for m in (fast, plain)], strict=True)
+    _close(*logits)
+    for a, b in zip(jax.tree.leaves(grads[0]), jax.tree.leaves(grads[1]), strict=True):
         _close(a, b, rtol=2e-5)  # w.r.t. every parameter and the input
 
 
@@ -400,8 +406,7 @@ def test_fast_zoo_model_matches_plain_model(name, size):
     assert fast.fast and not plain.fast
     x = jax.random.uniform(jax.random.key(1), (2, size, size, 3))
     y = jnp.array([0, 1])
-    init_fast = fast.init(jax.random.key(0), x[:1])
-    init_plain = plain.init(jax.random.key(0), x[:1])
+    init_fast, init_plain = (jax.jit(m.init)(jax.random.key(0), x[:1]) for m in (fast, plain))
     assert jax.tree.structure(init_fast) == jax.tree.structure(init_plain)
     for a, b in zip(jax.tree.leaves(init_fast), jax.tree.leaves(init_plain), strict=True):
         np.testing.assert_array_equal(a, b)
@@ -409,9 +414,9 @@ def test_fast_zoo_model_matches_plain_model(name, size):
     assert float(jnp.abs(variables["batch_stats"]["bn1"]["mean"] if "bn1" in
                          variables["batch_stats"] else
                          variables["batch_stats"]["BatchNorm_0"]["mean"]).max()) > 0.1
-    logits = plain.apply(variables, x)
+    logits = jax.jit(plain.apply)(variables, x)
     assert float(jnp.abs(logits).max()) > 1e-3  # not a collapsed network
-    _close(fast.apply(variables, x), logits)
+    _close(jax.jit(fast.apply)(variables, x), logits)
 
     def loss(model, params, xa):
         return cross_entropy(model.apply({**variables, "params": params}, xa), y).sum()
@@ -432,7 +437,7 @@ def test_fast_zoo_model_trains_like_plain_model(name, size):
     fast, plain = MODELS.get(name).module(), MODELS.get(name).module(fast=False)
     x = jax.random.uniform(jax.random.key(3), (4, size, size, 3))
     y = jnp.array([0, 1, 1, 0])
-    variables = _with_random_batch_norm(plain.init(jax.random.key(0), x[:1]))
+    variables = _with_random_batch_norm(jax.jit(plain.init)(jax.random.key(0), x[:1]))
 
     def loss(model, params, xa):
         logits, updates = model.apply({**variables, "params": params}, xa, train=True,
