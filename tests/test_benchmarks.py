@@ -11,8 +11,9 @@ from dfjax.benchmarks import compare, cost_flops
 from dfjax.cli import main
 
 
-def _bench_json(path, figures):
-    path.write_text(json.dumps({"benchmarks": [
+def _bench_json(path, figures, cpu=None):
+    machine = {} if cpu is None else {"machine_info": {"cpu": {"brand_raw": cpu}}}
+    path.write_text(json.dumps({**machine, "benchmarks": [
         {"name": name, "stats": {"median": median, "min": median, "max": median},
          "extra_info": {"calibration_median_s": cal, **extra}}
         for name, (median, cal, extra) in figures.items()]}))
@@ -43,13 +44,10 @@ def test_compare_flags_any_change_in_tracked_metrics(tmp_path):
 def test_compare_notes_runs_from_different_cpus(tmp_path):
     """Normalised medians do not transfer across CPUs: compare says so, once, naming both."""
     def on(cpu, name):
-        path = _bench_json(tmp_path / name, {"pgd": (1.0, 0.1, {})})
-        path.write_text(json.dumps({**json.loads(path.read_text()),
-                                    "machine_info": {"cpu": {"brand_raw": cpu}}}))
-        return path
+        return _bench_json(tmp_path / name, {"pgd": (1.0, 0.1, {})}, cpu=cpu)
 
-    zen, xeon, zen_again = on("AMD EPYC", "a.json"), on("Intel Xeon", "b.json"), on("AMD EPYC",
-                                                                                 "c.json")
+    zen, xeon = on("AMD EPYC", "a.json"), on("Intel Xeon", "b.json")
+    zen_again = on("AMD EPYC", "c.json")
     _, notes = compare(zen, xeon)
     assert len(notes) == 1 and "'AMD EPYC'" in notes[0] and "'Intel Xeon'" in notes[0]
     assert compare(zen, zen_again) == ([], [])

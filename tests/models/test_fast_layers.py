@@ -343,13 +343,16 @@ def test_zoo_fast_layers_match_plain_layers(name, size):
     def loss(model, params, xa):
         return cross_entropy(model.apply({**variables, "params": params}, xa), y).sum()
 
+    def logits_and_grads(model, params, xa):
+        return (model.apply({**variables, "params": params}, xa),
+                jax.grad(loss, argnums=(1, 2))(model, params, xa))
+
     # one compiled program a model (op-by-op dispatch compiles each op's shape apart)
-    logits, grads = zip(*[jax.jit(lambda p, xa, m=m: (
-        m.apply({**variables, "params": p}, xa),
-        jax.grad(loss, argnums=(1, 2))(m, p, xa)))(variables["params"], x)
-        for m in (fast, plain)], strict=True)
-    _close(*logits)
-    for a, b in zip(jax.tree.leaves(grads[0]), jax.tree.leaves(grads[1]), strict=True):
+    step = jax.jit(logits_and_grads, static_argnums=0)
+    (logits_fast, grads_fast), (logits_plain, grads_plain) = (
+        step(m, variables["params"], x) for m in (fast, plain))
+    _close(logits_fast, logits_plain)
+    for a, b in zip(jax.tree.leaves(grads_fast), jax.tree.leaves(grads_plain), strict=True):
         _close(a, b, rtol=2e-5)  # w.r.t. every parameter and the input
 
 
