@@ -7,9 +7,18 @@ free, and 26 ms in XLA's own (Eigen, multi-threaded) kernels; cnn7's PGD-10 (bat
 128x128, a first version of the fast layers) ran 42.8 img/s without YNNPACK fusions and
 24.1 img/s with them, meso4's 84.1 and 35.1. So on CPU dfjax turns them off
 (`xla_cpu_experimental_ynn_fusion_type` = "").
+dfjax also compiles at LLVM optimisation level 1 (`xla_backend_optimization_level`, default
+2): on CPU the heavy ops (convolutions, dots) are library calls, so the level changes
+compile time, not speed. Measured on the 2-core Xeon (Sapphire Rapids), JAX 0.10.2:
+compiling a jitted xception_tiny init 6.0 -> 2.4 s, cnn7's PGD-10 1.49 -> 0.92 s, meso4's
+1.91 -> 1.43 s, the short bench's smoke matrix 16.9 -> 12.7 s; PGD-10 and training steps
+(cnn7, meso4, mesoinception4 and resnet18 at 64x64, xception at 128x128) ran equally fast,
+cnn7/cnn6/resnet18_tiny's PGD outputs and parameter gradients bit-identical and meso4's
+gradients equal to 5e-8. Level 0 compiles faster still but runs slower (xception_tiny's
+PGD-10 x2.7, cnn7's x2).
 dfjax's runner, training loops and benches compile with these options; code that calls
 jax.jit itself gets the same with `dfjax.xla.jit`, or for a whole process with
-`XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=` set before JAX starts.
+`XLA_FLAGS` set to `xla_flags()` before JAX starts.
 
 A batch split across CPU devices: `use_cpu_cores()` (called by run_all.py, the CLI and
 the benches before JAX starts) gives JAX one CPU device per core, and `compile_split`
@@ -49,7 +58,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from dfjax import settings
 
-CPU_COMPILER_OPTIONS: dict[str, Any] = {"xla_cpu_experimental_ynn_fusion_type": ""}
+CPU_COMPILER_OPTIONS: dict[str, Any] = {"xla_cpu_experimental_ynn_fusion_type": "",
+                                        "xla_backend_optimization_level": 1}
 
 
 def compiler_options(backend: str | None = None) -> dict[str, Any]:
@@ -58,6 +68,15 @@ def compiler_options(backend: str | None = None) -> dict[str, Any]:
     `lowered.compile(...)`."""
     backend = backend or jax.default_backend()
     return dict(CPU_COMPILER_OPTIONS) if backend == "cpu" else {}
+
+
+def xla_flags(options: dict[str, Any] | None = None) -> str:
+    """`options` (default CPU_COMPILER_OPTIONS) as XLA_FLAGS text, e.g.
+    "--xla_cpu_experimental_ynn_fusion_type= --xla_backend_optimization_level=1": set as
+    XLA_FLAGS before JAX starts, every compile in the process uses them, jax.jit and
+    op-by-op dispatch included."""
+    options = CPU_COMPILER_OPTIONS if options is None else options
+    return " ".join(f"--{name}={value}" for name, value in options.items())
 
 
 def jit(fun: Callable, **kwargs) -> Callable:
@@ -94,7 +113,8 @@ def use_cpu_cores(count: int | None = None) -> int:
 class CompileCacheStats:
     """What JAX's persistent compilation cache did in this process since
     `use_compile_cache`: hits, misses, and the compile seconds the hits saved (JAX's own
-    accounting: the original compile time stored with each entry)."""
+    accounting: the original compile time stored with each entry, less the time the load
+    took, so a program that compiled faster than it loads counts negative)."""
 
     def __init__(self, directory: Path):
         self.directory, self.hits, self.misses, self.saved_seconds = directory, 0, 0, 0.0

@@ -15,8 +15,12 @@ import pytest
 # tests `dfjax run`'s cache itself, in subprocesses with their own folder).
 os.environ["DFJAX_COMPILE_CACHE_DIR"] = "off"
 
-from dfjax.xla import use_compile_cache, use_cpu_cores
+from dfjax.xla import use_compile_cache, use_cpu_cores, xla_flags
 
+# Every compile in the tests (jax.jit, op-by-op dispatch) with dfjax's compiler options, as
+# dfjax.xla.jit compiles: JAX reads XLA_FLAGS when it starts, in use_cpu_cores below. Flags
+# the caller set come last, so they win.
+os.environ["XLA_FLAGS"] = f"{xla_flags()} {os.environ.get('XLA_FLAGS', '')}".strip()
 jax.config.update("jax_numpy_rank_promotion", "raise")
 # Two CPU devices whatever the machine, as `dfjax run` has on the 2-core CI machine, so
 # the tests run attacks with their batch split as the runner does (dfjax/xla.py).

@@ -1,3 +1,5 @@
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,12 +12,19 @@ from dfjax.xla import (
     jit,
     split_devices,
     use_cpu_cores,
+    xla_flags,
 )
 
 
 def test_compiler_options_per_backend():
     assert compiler_options("cpu") == CPU_COMPILER_OPTIONS
     assert compiler_options("gpu") == {}
+
+
+def test_xla_flags_spell_the_options_and_the_tests_run_with_them():
+    assert xla_flags({"xla_a": "", "xla_b": 1}) == "--xla_a= --xla_b=1"
+    assert xla_flags().split() == [f"--{k}={v}" for k, v in CPU_COMPILER_OPTIONS.items()]
+    assert os.environ["XLA_FLAGS"].startswith(xla_flags())  # tests/conftest.py
 
 
 def test_jit_compiles_with_the_options_and_computes_the_same():
@@ -123,7 +132,7 @@ def test_a_second_run_loads_every_program_from_the_compile_cache(tmp_path):
             capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-2000:]
         outputs.append(re.search(r"(\d+) programs loaded, (\d+) compiled and stored, "
-                                 r"([\d.]+) s of compiling saved", done.stdout).groups())
+                                 r"(-?[\d.]+) s of compiling saved", done.stdout).groups())
     (loaded1, compiled1, _), (loaded2, compiled2, saved2) = outputs
     assert int(compiled1) > 0
     assert int(compiled2) == 0 and int(loaded2) > 0 and float(saved2) > 0
