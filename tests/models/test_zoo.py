@@ -46,7 +46,7 @@ def test_tiny_models_run_at_64(name):
 def _resnet18_tiny_and_batch():
     model = build_model(ModelSpec(name="resnet18_tiny"))
     x = jnp.asarray(np.random.default_rng(0).random((4, 32, 32, 3), dtype=np.float32))
-    return model, model.init(jax.random.key(0), x, train=False), x
+    return model, jax.jit(lambda key: model.init(key, x, train=False))(jax.random.key(0)), x
 
 
 def test_batchnorm_models_update_batch_stats_in_train_mode():
@@ -81,7 +81,7 @@ def test_tiny_model_few_steps_lower_loss(name):
     y = jnp.asarray(np.arange(16) % 2, jnp.int32)
     x = jnp.asarray(np.clip(rng.random((16, 32, 32, 3)) * 0.6 + 0.4 * y[:, None, None, None],
                             0, 1).astype(np.float32))
-    variables = dict(model.init(jax.random.key(0), x, train=False))
+    variables = dict(jax.jit(lambda key: model.init(key, x, train=False))(jax.random.key(0)))
     loss_fn = build_recipe(model, TrainSpec()).loss
     opt = optax.adam(3e-3)
     opt_state = opt.init(variables["params"])
