@@ -41,7 +41,7 @@ def model_stats(name: str, image_size: int, batch: int = 64, *, runs: int = 3,
     model = build_model(ModelSpec(name=name, num_logits=num_logits))
     x = jnp.full((batch, image_size, image_size, 3), 0.5, jnp.float32)
     y = jnp.zeros((batch,), jnp.int32)
-    variables = model.init(jax.random.key(0), x[:1], train=False)
+    variables = dfjax_jit(lambda key: model.init(key, x[:1], train=False))(jax.random.key(0))
     params = count_parameters(variables)
     forward = dfjax_jit(lambda v, x: model.apply(v, x, train=False))
     plain = model.clone(fast=False) if hasattr(model, "fast") else model
