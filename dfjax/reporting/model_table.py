@@ -21,6 +21,7 @@ import numpy as np
 from dfjax.config import ModelSpec
 from dfjax.losses import cross_entropy
 from dfjax.models import build_model, count_parameters
+from dfjax.training.loop import create_variables
 from dfjax.xla import jit as dfjax_jit
 
 
@@ -41,7 +42,7 @@ def model_stats(name: str, image_size: int, batch: int = 64, *, runs: int = 3,
     model = build_model(ModelSpec(name=name, num_logits=num_logits))
     x = jnp.full((batch, image_size, image_size, 3), 0.5, jnp.float32)
     y = jnp.zeros((batch,), jnp.int32)
-    variables = dfjax_jit(lambda key: model.init(key, x[:1], train=False))(jax.random.key(0))
+    variables = create_variables(model, x.shape[1:], jax.random.key(0))
     params = count_parameters(variables)
     forward = dfjax_jit(lambda v, x: model.apply(v, x, train=False))
     plain = model.clone(fast=False) if hasattr(model, "fast") else model
