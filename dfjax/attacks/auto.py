@@ -5,9 +5,10 @@ would silently change stored results, so a new ensemble gets a new preset name.
 Our members use the 2-class logit margin where AutoAttack uses DLR (which needs
 >= 3 classes), so numbers are comparable in spirit, not identical to AutoAttack's.
 
-The protocol (`run_ensemble`) is host-level: member i runs only on the points still
-robust after members 0..i-1, and a point counts as broken by the first member that
-flips it. The runner calls it through `dfjax.attacks.evaluate`; it is the only
+The protocol (`run_ensemble`) is host-level: the points the detector classifies
+correctly start robust, member i runs only on the points still robust after members
+0..i-1 (pooled over the evaluation set, not per batch), and a point counts as broken by
+the first member that flips it. The runner calls it through `dfjax.attacks.evaluate`; it is the only
 implementation of the ensemble.
 """
 
@@ -54,45 +55,52 @@ def member_specs(spec: AttackSpec, options: Mapping[str, Any], attacks) -> list[
 
 
 def run_ensemble(
-    members: Sequence[AttackSpec], run_member: Callable[[int, AttackSpec, np.ndarray], dict],
-    y: np.ndarray,
+    members: Sequence[AttackSpec], clean: np.ndarray,
+    run_member: Callable[[int, AttackSpec, np.ndarray], dict], y: np.ndarray,
+    x: np.ndarray | None = None,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """The AutoAttack protocol on one batch.
+    """The AutoAttack protocol over an evaluation set of b points.
 
-    run_member(i, member, idx) attacks the points `idx` (int [m], indices into the batch)
-    with member i and returns numpy outputs over those points: "clean" and "adv" logits
-    [m, k], "linf", "l2", "l0" [m], "in_range" (bool). Member 0 runs on every point; its
-    clean logits decide which points start robust. y: int [b].
+    clean: the detector's clean logits [b, k]; the points it classifies correctly start
+    robust, the others count as broken before any attack and no member runs on them (as
+    AutoAttack). run_member(i, member, idx) attacks the points `idx` (int [m], indices
+    into the set, ascending) with member i and returns numpy outputs over those points:
+    "adv" logits [m, k], "linf", "l2", "l0" [m], "in_range" (bool) and, where x is given,
+    "x_adv" [m, ...]. Member i runs on the points still robust after members 0..i-1.
+    y: int [b]. x: the clean images [b, ...], given to keep adversarial examples.
 
-    Returns (outputs over the batch: clean and adv logits, norms -- zero where no member
-    broke the point -- and in_range, all members' AND; flipped_by {member name: bool [b]},
-    True where that member broke the point).
+    Returns (outputs over the set: "clean" and "adv" logits -- adv is the breaking
+    member's, the clean logits where no member broke the point --, norms, zero where no
+    member broke the point, "in_range", all members' AND, and where x is given "x_adv":
+    the breaking member's output, else the first member's, else the clean image;
+    flipped_by {member name: bool [b]}, True where that member broke the point).
     """
     y = np.asarray(y)
+    clean = np.asarray(clean)
     b = len(y)
-    out: dict[str, Any] | None = None
-    robust = np.zeros(b, bool)
+    out: dict[str, Any] = {"clean": clean, "adv": clean.copy(), "in_range": True}
+    out |= {"linf": np.zeros(b, np.float32), "l2": np.zeros(b, np.float32),
+            "l0": np.zeros(b, np.int32)}
+    if x is not None:
+        out["x_adv"] = np.array(x, copy=True)
+    robust = np.asarray(predicted_class(clean)) == y
     flipped_by = {}
     for i, member in enumerate(members):
         flipped_by[member.name] = np.zeros(b, bool)
-        idx = np.arange(b) if out is None else np.flatnonzero(robust)
+        idx = np.flatnonzero(robust)
         if len(idx) == 0:
             continue
         res = run_member(i, member, idx)
-        if out is None:  # the first member ran on every point: clean logits for all
-            out = {"clean": res["clean"], "adv": res["clean"].copy(), "in_range": True}
-            out |= {k: np.zeros_like(res[k]) for k in ("linf", "l2", "l0")}
-            if "x_adv" in res:  # kept where asked for; where no member breaks a point,
-                out["x_adv"] = res["x_adv"].copy()  # the first member's output
-            robust = np.asarray(predicted_class(out["clean"])) == y
         out["in_range"] &= bool(res["in_range"])
-        flipped = robust[idx] & (np.asarray(predicted_class(res["adv"])) != y[idx])
+        if i == 0 and x is not None:  # where no member breaks a point: the first's output
+            out["x_adv"][idx] = res["x_adv"]
+        flipped = np.asarray(predicted_class(res["adv"])) != y[idx]
         hit = idx[flipped]
-        for k in PER_EXAMPLE + (("x_adv",) if "x_adv" in out else ()):
+        for k in PER_EXAMPLE + (("x_adv",) if x is not None else ()):
             out[k][hit] = res[k][flipped]
         flipped_by[member.name][hit] = True
         robust[hit] = False
-    if out is None:
+    if not members:
         raise ValueError("an ensemble needs at least one member for this norm")
     return out, flipped_by
 

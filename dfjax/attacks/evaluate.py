@@ -55,6 +55,9 @@ MIB = 2**20
 # multiple of 1/SUBSET_STEPS of the batch (not to the whole batch): at most SUBSET_STEPS
 # programs per member and batch shape, and at most batch/SUBSET_STEPS padded points.
 SUBSET_STEPS = 8
+# What run_ensemble takes from a member's batch (its trace or distance, if any, is unused).
+ENSEMBLE_OUTPUTS = ("adv", "linf", "l2", "l0", "in_range")
+MEMBER_STREAM = 0x656E7300  # an ensemble member's draws: fold_in(key, MEMBER_STREAM), then j
 
 
 class BatchTooLargeError(MemoryError):
@@ -111,6 +114,25 @@ class AttackEvaluator:
             return self.memory_limit_bytes
         available = available_memory_bytes()
         return None if available is None else int(available * MEMORY_FRACTION)
+
+    def get_clean(self, logits_of: LogitsOf, detector_kind: Hashable, variables, x, y, key,
+                  *, split: bool = True) -> tuple[object, float]:
+        """(compiled (variables, x, y, key, eps) -> {"clean": scored logits [b, k]}, seconds
+        spent compiling now): the defended detector on clean images, its draws from
+        fold_in(key, DEFENCE_STREAM) as in `get`'s evaluations. An ensemble's clean pass."""
+        cache_key = (detector_kind, "clean", x.shape, split)
+        if cache_key in self._compiled:
+            return self._compiled[cache_key], 0.0
+
+        def clean(variables, x, y, key, eps):
+            scored, _ = logits_of(variables, jax.random.fold_in(key, DEFENCE_STREAM))
+            return {"clean": scored(x)}
+
+        start = time.perf_counter()
+        devices = self.devices if split else jax.devices()[:1]
+        compiled = compile_split(clean, variables, x, y, key, jnp.float32(0), devices=devices)
+        self._compiled[cache_key] = compiled
+        return compiled, time.perf_counter() - start
 
     def get(self, attack_spec: AttackSpec, logits_of: LogitsOf, detector_kind: Hashable,
             variables, x, y, key, *, split: bool = True, keep_adversarial: bool = False
@@ -179,11 +201,12 @@ def evaluate_attack(
     shrink_subsets: bool = True,
 ) -> AttackOutputs:
     """Attack `images` (float32 [n, h, w, c] in [0, 1]; labels int [n]) in padded batches
-    of `batch_size`; batch i gets key fold_in(key, i), an ensemble's member j within it
-    fold_in(batch key, j). split=False keeps each batch on one device; keep_adversarial
-    adds outputs["x_adv"] [n, h, w, c]. shrink_subsets=False pads an ensemble member's
-    still-robust points to the whole batch instead of `subset_size` (for a randomized
-    defence, whose noise draws are shaped by the batch).
+    of `batch_size`; batch i gets key fold_in(key, i). An ensemble runs a clean pass, then
+    each member on the points still robust, pooled over the set (`_evaluate_ensemble`).
+    split=False keeps each batch on one device; keep_adversarial adds outputs["x_adv"]
+    [n, h, w, c]. shrink_subsets=False pads an ensemble member's batches of still-robust
+    points to the whole batch instead of `subset_size` (for a randomized defence, whose
+    noise draws are shaped by the batch).
 
     Where the compiled attack for `batch_size` would need more memory than
     `evaluator.memory_limit()`, the batch is halved until it fits (result.batch_size says
@@ -222,61 +245,89 @@ def _evaluate_batches(
 ) -> AttackOutputs:
     """evaluate_attack at one batch size (BatchTooLargeError where it does not fit)."""
     entry = ATTACKS.get(attack_spec.name)
-    members = (member_specs(attack_spec, entry.resolve_spec(attack_spec), ATTACKS)
-               if entry.members else None)
     eps = jnp.float32(attack_spec.eps)
-    outputs = {name: [] for name in OUTPUT_NAMES}
-    flipped_by = {m.name: [] for m in members or ()}
-    compile_seconds, attack_seconds, all_in_range = 0.0, 0.0, True
+    compile_seconds, attack_seconds = 0.0, 0.0
 
     def devices_for(size: int) -> int:
         if not split:
             return 1
         return len(evaluator.devices) if evaluator.devices else len(split_devices(size))
 
-    for batch_index, (idx, mask) in enumerate(padded_batches(len(labels), batch_size)):
-        x, y = jnp.asarray(images[idx]), jnp.asarray(labels[idx])
-        batch_key = jax.random.fold_in(key, batch_index)
-        keep = mask > 0
-        compiled_now = 0.0
-
-        def run(spec, x, y, key):
-            nonlocal compiled_now
+    def run(spec, x, y, key, where):
+        """One compiled evaluation of `spec` (None: the clean pass) on a batch: outputs as
+        numpy, checked finite; its compile and run seconds counted apart."""
+        nonlocal compile_seconds, attack_seconds
+        if spec is None:
+            fn, seconds = evaluator.get_clean(logits_of, detector_kind, variables, x, y, key,
+                                              split=split)
+        else:
             fn, seconds = evaluator.get(spec, logits_of, detector_kind, variables, x, y, key,
                                         split=split, keep_adversarial=keep_adversarial)
-            compiled_now += seconds
-            out = jax.block_until_ready(fn(variables, x, y, key, eps))
-            check_finite_outputs(out, spec.label(), batch_index)
-            return out
-
+        compile_seconds += seconds
         start = time.perf_counter()
-        if members:
-            def run_member(i, member, idx_robust):
-                size = (subset_size(len(idx_robust), len(y), devices_for(len(y)))
-                        if shrink_subsets else len(y))
-                padded = np.concatenate([idx_robust,
-                                         np.full(size - len(idx_robust), idx_robust[0])])
-                res = run(member, x[padded], y[padded], jax.random.fold_in(batch_key, i))
-                m = len(idx_robust)
-                return {k: np.asarray(res[k])[:m] for k in res if k != "in_range"
-                        } | {"in_range": bool(res["in_range"])}
+        out = {k: np.asarray(v) for k, v in jax.block_until_ready(
+            fn(variables, jnp.asarray(x), jnp.asarray(y), key, eps)).items()}
+        attack_seconds += time.perf_counter() - start
+        check_finite_outputs(out, "clean pass" if spec is None else spec.label(), where)
+        return out
 
-            res, flips = run_ensemble(members, run_member, np.asarray(y))
-            for name, value in flips.items():
-                flipped_by[name].append(value[keep])
-        else:
-            res = run(attack_spec, x, y, batch_key)
-        attack_seconds += time.perf_counter() - start - compiled_now
-        compile_seconds += compiled_now
+    if entry.members:
+        members = member_specs(attack_spec, entry.resolve_spec(attack_spec), ATTACKS)
+        outputs, flipped_by, in_range = _evaluate_ensemble(
+            members, run, images, labels, key, batch_size, devices_for(batch_size),
+            keep_adversarial=keep_adversarial, shrink_subsets=shrink_subsets)
+        return AttackOutputs(outputs, flipped_by, compile_seconds, attack_seconds, in_range,
+                             batch_size)
+    outputs = {name: [] for name in OUTPUT_NAMES}
+    all_in_range = True
+    for batch_index, (idx, mask) in enumerate(padded_batches(len(labels), batch_size)):
+        res = run(attack_spec, images[idx], labels[idx], jax.random.fold_in(key, batch_index),
+                  batch_index)
+        keep = mask > 0
         all_in_range &= bool(res["in_range"])
         for name in OUTPUT_NAMES:
             if name in res:
-                value = np.asarray(res[name])
-                outputs[name].append(value[:, keep] if name == "trace" else value[keep])
+                outputs[name].append(res[name][:, keep] if name == "trace" else res[name][keep])
     outputs = {name: np.concatenate(v, axis=1 if name == "trace" else 0)
                for name, v in outputs.items() if v}
-    return AttackOutputs(outputs, {n: np.concatenate(v) for n, v in flipped_by.items()},
-                         compile_seconds, attack_seconds, all_in_range, batch_size)
+    return AttackOutputs(outputs, {}, compile_seconds, attack_seconds, all_in_range, batch_size)
+
+
+def _evaluate_ensemble(
+    members: list[AttackSpec], run: Callable, images: np.ndarray, labels: np.ndarray,
+    key: jax.Array, batch_size: int, devices: int, *, keep_adversarial: bool,
+    shrink_subsets: bool,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], bool]:
+    """An ensemble over the evaluation set (`dfjax.attacks.auto.run_ensemble`): a clean pass
+    in padded batches (batch i: key fold_in(key, i)), then member j on the points still
+    robust, pooled over the whole set and cut into batches of at most `batch_size` (batch
+    c: key fold_in(fold_in(fold_in(key, MEMBER_STREAM), j), c)), each padded to
+    `subset_size` (shrink_subsets) or to the whole batch.
+    run(spec or None, x, y, key, batch label) -> numpy outputs of one compiled batch.
+    Returns (outputs over the set, flipped_by, in_range)."""
+    clean = []
+    for batch_index, (idx, mask) in enumerate(padded_batches(len(labels), batch_size)):
+        res = run(None, images[idx], labels[idx], jax.random.fold_in(key, batch_index),
+                  batch_index)
+        clean.append(res["clean"][mask > 0])
+    members_key = jax.random.fold_in(key, MEMBER_STREAM)
+
+    def run_member(j, member, robust_idx):
+        parts = {}
+        for c, start in enumerate(range(0, len(robust_idx), batch_size)):
+            part = robust_idx[start:start + batch_size]
+            size = subset_size(len(part), batch_size, devices) if shrink_subsets else batch_size
+            padded = np.concatenate([part, np.full(size - len(part), part[0])])
+            res = run(member, images[padded], labels[padded],
+                      jax.random.fold_in(jax.random.fold_in(members_key, j), c), c)
+            for k in ENSEMBLE_OUTPUTS + (("x_adv",) if keep_adversarial else ()):
+                parts.setdefault(k, []).append(res[k] if k == "in_range" else res[k][:len(part)])
+        return {k: (all(v) if k == "in_range" else np.concatenate(v)) for k, v in parts.items()}
+
+    out, flipped_by = run_ensemble(members, np.concatenate(clean), run_member, labels,
+                                   images if keep_adversarial else None)
+    in_range = bool(out.pop("in_range"))
+    return out, flipped_by, in_range
 
 
 def subset_size(count: int, batch_size: int, devices: int = 1) -> int:
@@ -297,11 +348,12 @@ def _round_up(value: int, multiple: int) -> int:
 
 
 def check_finite_outputs(outputs: dict, attack_label: str, batch_index: int) -> None:
-    """NonFiniteError if one batch's outputs (the compiled evaluation's dict) hold NaN or
-    Inf, checked in the order they arise: the clean logits; the true-class probability
-    trace [steps, b] where the attack gives one (its first non-finite row is the attack
-    step where the logits went non-finite; row 0 is the start); the adversarial logits;
-    the perturbation norms (a non-finite x_adv, e.g. from a non-finite gradient)."""
+    """NonFiniteError if one batch's outputs (the compiled evaluation's dict, or a clean
+    pass's {"clean"}) hold NaN or Inf, checked in the order they arise: the clean logits;
+    the true-class probability trace [steps, b] where the attack gives one (its first
+    non-finite row is the attack step where the logits went non-finite; row 0 is the
+    start); the adversarial logits; the perturbation norms (a non-finite x_adv, e.g. from
+    a non-finite gradient)."""
     where = f"attack {attack_label}, batch {batch_index}"
     clean = np.asarray(outputs["clean"])
     if bad := nonfinite_rows(clean):
@@ -316,6 +368,8 @@ def check_finite_outputs(outputs: dict, attack_label: str, batch_index: int) -> 
                 f"true-class probability trace; step 0 is the start) on "
                 f"{count_nonfinite(trace[step])} of {trace.shape[1]} examples",
                 what="attack logits", step=step)
+    if "adv" not in outputs:  # an ensemble's clean pass
+        return
     adv = np.asarray(outputs["adv"])
     if bad := nonfinite_rows(adv):
         raise NonFiniteError(f"{where}: the detector's logits on the adversarial examples "

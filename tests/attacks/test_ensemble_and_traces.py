@@ -6,14 +6,13 @@ import numpy as np
 import pytest
 
 from dfjax.attacks import ATTACKS, black_box_beats_white_box
+from dfjax.attacks.apgd import checkpoints
 from dfjax.attacks.auto import member_specs, run_ensemble
-from dfjax.attacks.evaluate import AttackEvaluator, evaluate_attack
-from dfjax.config import DefenceSpec
+from dfjax.attacks.evaluate import AttackEvaluator, evaluate_attack, subset_size
+from dfjax.attacks.square import p_schedule
+from dfjax.config import AttackSpec, DefenceSpec
 from dfjax.defences import defended_logits
 from dfjax.losses import predicted_class, true_class_probability
-from dfjax.attacks.apgd import checkpoints
-from dfjax.attacks.square import p_schedule
-from dfjax.config import AttackSpec
 
 
 def test_sanity_flag_on_constructed_cases():
@@ -52,12 +51,14 @@ def test_auto_members_depend_on_norm():
 
 
 def test_ensemble_runs_each_member_on_still_robust_points_only():
-    """run_ensemble with scripted members: member 0 sees every point, member i only the
-    points no earlier member broke (and that were correct to start with); a point keeps
-    the outputs of the first member that broke it; flipped_by says which one did."""
+    """run_ensemble with scripted members: member 0 sees the clean-correct points only,
+    member i the points no earlier member broke; a point keeps the outputs of the first
+    member that broke it; flipped_by says which one did; x_adv is the breaking member's
+    output, else the first member's, else (never attacked) the clean image."""
     y = np.array([0, 1, 0, 1, 0, 1])
     clean = np.where(y[:, None] == 1, [[0.0, 1.0]], [[1.0, 0.0]])
     clean[5] = [1.0, 0.0]  # point 5 is misclassified before any attack
+    x = np.arange(6, dtype=np.float32)[:, None]
     breaks = {0: {1}, 1: {1, 2, 3}, 2: {0, 3}}  # member -> points it would flip
     seen = {}
 
@@ -68,12 +69,12 @@ def test_ensemble_runs_each_member_on_still_robust_points_only():
             if point in breaks[i]:
                 adv[j] = adv[j, ::-1]
         linf = np.full(len(idx), 0.1 * (i + 1))
-        return {"clean": clean[idx], "adv": adv, "linf": linf, "l2": linf, "l0": linf,
-                "in_range": True}
+        return {"adv": adv, "linf": linf, "l2": linf, "l0": linf, "in_range": True,
+                "x_adv": x[idx] + 10 * (i + 1)}
 
     members = [AttackSpec(name=n) for n in ("apgd_ce", "apgd_margin", "square")]
-    out, flipped_by = run_ensemble(members, run_member, y)
-    assert seen == {0: [0, 1, 2, 3, 4, 5], 1: [0, 2, 3, 4], 2: [0, 4]}
+    out, flipped_by = run_ensemble(members, clean, run_member, y, x)
+    assert seen == {0: [0, 1, 2, 3, 4], 1: [0, 2, 3, 4], 2: [0, 4]}
     np.testing.assert_array_equal(flipped_by["apgd_ce"], [0, 1, 0, 0, 0, 0])
     np.testing.assert_array_equal(flipped_by["apgd_margin"], [0, 0, 1, 1, 0, 0])
     np.testing.assert_array_equal(flipped_by["square"], [1, 0, 0, 0, 0, 0])
@@ -81,18 +82,24 @@ def test_ensemble_runs_each_member_on_still_robust_points_only():
     wrong = np.asarray(predicted_class(out["adv"])) != y
     np.testing.assert_array_equal(wrong, [1, 1, 1, 1, 0, 1])
     np.testing.assert_array_equal(out["clean"], clean)
+    np.testing.assert_array_equal(out["x_adv"][:, 0], [30, 11, 22, 23, 14, 5])
+    np.testing.assert_array_equal(x[:, 0], np.arange(6))  # the caller's images untouched
 
 
-def test_ensemble_through_the_evaluator(tiny_model, batch):
-    """The registered `auto` run as the runner runs it: within budget, every point broken
-    by at most one member, and broken exactly where the adversarial prediction is wrong
-    on a clean-correct point."""
+@pytest.mark.parametrize("batch_size", [8, 3])
+def test_ensemble_through_the_evaluator(tiny_model, batch, batch_size):
+    """The registered `auto` run as the runner runs it (batch 3: the 8 points' clean pass
+    and each member's still-robust points in several padded batches): within budget,
+    every point broken by at most one member, and broken exactly where the adversarial
+    prediction is wrong on a clean-correct point; the clean logits are the detector's."""
     model, variables, logits_fn = tiny_model
     x, y = batch
     spec = AttackSpec(name="auto", eps=16 / 255, options={"num_steps": 3, "num_queries": 4})
     result = evaluate_attack(spec, defended_logits(model, DefenceSpec()), "cnn7_tiny", variables,
                              np.asarray(x), np.asarray(y), jax.random.key(0), AttackEvaluator(),
-                             batch_size=8)
+                             batch_size=batch_size, keep_adversarial=True)
+    assert result.outputs["x_adv"].shape == x.shape and result.outputs["clean"].shape == (8, 2)
+    np.testing.assert_allclose(result.outputs["clean"], logits_fn(x), rtol=0, atol=1e-5)
     assert result.outputs["linf"].max() <= 16 / 255 + 1e-6 and result.in_range
     flips = np.stack(list(result.flipped_by.values()))
     assert list(result.flipped_by) == ["apgd_ce", "apgd_margin", "square"]
@@ -100,6 +107,37 @@ def test_ensemble_through_the_evaluator(tiny_model, batch):
     clean_ok = np.asarray(predicted_class(result.outputs["clean"])) == np.asarray(y)
     adv_wrong = np.asarray(predicted_class(result.outputs["adv"])) != np.asarray(y)
     np.testing.assert_array_equal(flips.any(axis=0), clean_ok & adv_wrong)
+
+
+def test_ensemble_members_run_pooled_on_clean_correct_points(tiny_model, batch):
+    """Through the evaluator at batch 3 over 8 points: the first member runs only on the
+    points the detector gets right on clean images, pooled over the three clean batches
+    into batches of at most 3 (the last padded to `subset_size`), and each later member
+    only on the points still robust."""
+    model, variables, logits_fn = tiny_model
+    x, y = (np.asarray(a) for a in batch)
+    calls = []
+
+    class Recording(AttackEvaluator):
+        def get(self, attack_spec, logits_of, kind, variables, x, *rest, **kwargs):
+            calls.append((attack_spec.name, x.shape[0]))
+            return super().get(attack_spec, logits_of, kind, variables, x, *rest, **kwargs)
+
+    spec = AttackSpec(name="auto", eps=2 / 255, options={"num_steps": 2, "num_queries": 2})
+    result = evaluate_attack(spec, defended_logits(model, DefenceSpec()), "cnn7_tiny", variables,
+                             x, y, jax.random.key(1), Recording(), batch_size=3)
+    correct = int((np.asarray(predicted_class(logits_fn(x))) == y).sum())
+    assert 0 < correct < 8
+
+    def pooled(count):  # batches of 3, the last padded to subset_size (one device at 3)
+        full, rest = divmod(count, 3)
+        return [3] * full + ([subset_size(rest, 3, 1)] if rest else [])
+
+    assert [size for name, size in calls if name == "apgd_ce"] == pooled(correct)
+    robust_after_ce = correct - int(result.flipped_by["apgd_ce"].sum())
+    assert [size for name, size in calls if name == "apgd_margin"] == pooled(robust_after_ce)
+    assert not result.flipped_by["apgd_ce"][
+        np.asarray(predicted_class(logits_fn(x))) != y].any()
 
 
 @pytest.mark.parametrize("name", [n for n in ATTACKS.names() if ATTACKS.get(n).traces])
@@ -141,7 +179,7 @@ def test_pgd_restarts_keep_the_best(tiny_model, batch):
 
     _, _, logits_fn = tiny_model
     x, y = batch
-    kw = dict(eps=8 / 255, step_size=2 / 255, num_steps=3)
+    kw = {"eps": 8 / 255, "step_size": 2 / 255, "num_steps": 3}
     one = pgd(logits_fn, x, y, jax.random.key(0), num_restarts=1, **kw)
     three = pgd(logits_fn, x, y, jax.random.key(0), num_restarts=3, **kw)
     # restart 0 of both is the same trajectory; more restarts only raise each loss
