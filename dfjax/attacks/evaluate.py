@@ -135,16 +135,18 @@ class AttackEvaluator:
         return compiled, time.perf_counter() - start
 
     def get(self, attack_spec: AttackSpec, logits_of: LogitsOf, detector_kind: Hashable,
-            variables, x, y, key, *, split: bool = True, keep_adversarial: bool = False
-            ) -> tuple[object, float]:
+            variables, x, y, key, *, split: bool = True, keep_adversarial: bool = False,
+            member: bool = False) -> tuple[object, float]:
         """(compiled function, seconds spent compiling now: 0 when cached).
         detector_kind: what identifies `logits_of` (e.g. model and defence specs).
         split=False: run on one device (a defence with a host callback).
         keep_adversarial: the outputs include "x_adv" itself.
+        member: for an ensemble member, which takes the clean logits from the ensemble's
+        clean pass and keeps no trace or distance: none of the three is computed.
         Raises BatchTooLargeError where the compiled function would need more memory than
         `memory_limit()` (it is not kept; asking again raises again without compiling)."""
         cache_key = (detector_kind, dataclasses.replace(attack_spec, eps=0.0).canonical(),
-                     x.shape, split, keep_adversarial)
+                     x.shape, split, keep_adversarial, member)
         if cache_key in self._compiled:
             return self._compiled[cache_key], 0.0
         if cache_key in self._too_large:
@@ -154,9 +156,10 @@ class AttackEvaluator:
                                      limit_bytes=known.limit_bytes)
         entry = ATTACKS.get(attack_spec.name)
         extra_static = {}
-        if entry.traces:
+        traces, minimal_norm = entry.traces and not member, entry.minimal_norm and not member
+        if traces:
             extra_static["return_trace"] = True
-        if entry.minimal_norm:
+        if minimal_norm:
             extra_static["return_distance"] = True
         attack = entry.bind(attack_spec, **extra_static)
 
@@ -164,15 +167,17 @@ class AttackEvaluator:
             scored, attacked = logits_of(variables, jax.random.fold_in(key, DEFENCE_STREAM))
             out = attack(attacked, x, y, key, eps)
             result = {}
-            if entry.traces:
+            if traces:
                 out, result["trace"] = out
-            elif entry.minimal_norm:
+            elif minimal_norm:
                 out, result["distance"] = out
             x_adv = out
             result["linf"], result["l2"] = perturbation_norms(x_adv, x)
             result["l0"] = changed_pixels(x_adv, x)
             result["in_range"] = jnp.all((x_adv >= 0) & (x_adv <= 1))
-            result["clean"], result["adv"] = scored(x), scored(x_adv)
+            if not member:
+                result["clean"] = scored(x)
+            result["adv"] = scored(x_adv)
             if keep_adversarial:
                 result["x_adv"] = x_adv
             return result
@@ -253,16 +258,18 @@ def _evaluate_batches(
             return 1
         return len(evaluator.devices) if evaluator.devices else len(split_devices(size))
 
-    def run(spec, x, y, key, where):
-        """One compiled evaluation of `spec` (None: the clean pass) on a batch: outputs as
-        numpy, checked finite; its compile and run seconds counted apart."""
+    def run(spec, x, y, key, where, member=False):
+        """One compiled evaluation of `spec` (None: the clean pass; member: as an ensemble
+        member) on a batch: outputs as numpy, checked finite; its compile and run seconds
+        counted apart."""
         nonlocal compile_seconds, attack_seconds
         if spec is None:
             fn, seconds = evaluator.get_clean(logits_of, detector_kind, variables, x, y, key,
                                               split=split)
         else:
             fn, seconds = evaluator.get(spec, logits_of, detector_kind, variables, x, y, key,
-                                        split=split, keep_adversarial=keep_adversarial)
+                                        split=split, keep_adversarial=keep_adversarial,
+                                        member=member)
         compile_seconds += seconds
         start = time.perf_counter()
         out = {k: np.asarray(v) for k, v in jax.block_until_ready(
@@ -319,7 +326,7 @@ def _evaluate_ensemble(
             size = subset_size(len(part), batch_size, devices) if shrink_subsets else batch_size
             padded = np.concatenate([part, np.full(size - len(part), part[0])])
             res = run(member, images[padded], labels[padded],
-                      jax.random.fold_in(jax.random.fold_in(members_key, j), c), c)
+                      jax.random.fold_in(jax.random.fold_in(members_key, j), c), c, member=True)
             for k in ENSEMBLE_OUTPUTS + (("x_adv",) if keep_adversarial else ()):
                 parts.setdefault(k, []).append(res[k] if k == "in_range" else res[k][:len(part)])
         return {k: (all(v) if k == "in_range" else np.concatenate(v)) for k, v in parts.items()}
@@ -348,17 +355,16 @@ def _round_up(value: int, multiple: int) -> int:
 
 
 def check_finite_outputs(outputs: dict, attack_label: str, batch_index: int) -> None:
-    """NonFiniteError if one batch's outputs (the compiled evaluation's dict, or a clean
-    pass's {"clean"}) hold NaN or Inf, checked in the order they arise: the clean logits;
+    """NonFiniteError if one batch's outputs (the compiled evaluation's dict, an ensemble
+    member's without "clean", or a clean pass's {"clean"}) hold NaN or Inf, checked in the order they arise: the clean logits;
     the true-class probability trace [steps, b] where the attack gives one (its first
     non-finite row is the attack step where the logits went non-finite; row 0 is the
     start); the adversarial logits; the perturbation norms (a non-finite x_adv, e.g. from
     a non-finite gradient)."""
     where = f"attack {attack_label}, batch {batch_index}"
-    clean = np.asarray(outputs["clean"])
-    if bad := nonfinite_rows(clean):
+    if "clean" in outputs and (bad := nonfinite_rows(outputs["clean"])):
         raise NonFiniteError(f"{where}: the detector's clean logits are NaN/Inf on {bad} of "
-                             f"{len(clean)} examples", what="clean logits")
+                             f"{len(outputs['clean'])} examples", what="clean logits")
     if "trace" in outputs:
         trace = np.asarray(outputs["trace"])
         step = first_nonfinite_index(trace)

@@ -1,6 +1,9 @@
-"""The default matrix `run_all.py` runs: 10 min 44 s cold on the 2-core Xeon (Sapphire
-Rapids) at 28aee9f, 222 cells (data 29 s, training 152 s, attacks 417 s, the report and the
-model table the rest; the attacks' sanity checks about a quarter of the cells' time):
+"""The default matrix `run_all.py` runs: 11 min 38 s cold on the 2-core Xeon (Sapphire
+Rapids) at 037dc0f, 222 cells (training 160 s; the cells' wall times sum to 667 s, 74 s of
+it compiling; the attacks' sanity checks about a quarter of the cells' time). At 28aee9f
+it took 10:44 (training 148 s, cells 598 s): the same code trained 8% slower this time,
+and the auto cells compile 18 s more since the ensemble attacks only clean-correct points
+(their programs are no longer shared between the standard and the pgd_at cnn7):
 
 synthetic_faces (64x64, 10,000 images) x {cnn7, cnn6, meso4} x {standard, pgd_at}
 x {noise, fgsm, pgd-10} x delta in {0, 1, 2, 4, 8, 16, 25}/255 (0-25 covers the

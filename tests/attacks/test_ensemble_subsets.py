@@ -25,7 +25,7 @@ def test_member_output_does_not_depend_on_the_padding(tiny_model, batch, name, o
     """Points [5, 2, 7] padded (with copies of the first) to the batch of 8 and to 4: the
     same x_adv bit for bit on the three real rows (per-example, per-position draws), and
     the same logits up to rounding."""
-    model, variables, logits_fn = tiny_model
+    _, variables, logits_fn = tiny_model
     x, y = (np.asarray(a) for a in batch)
     idx = np.array([5, 2, 7])
     spec = AttackSpec(name=name, eps=8 / 255, options=options)
@@ -43,3 +43,28 @@ def test_member_output_does_not_depend_on_the_padding(tiny_model, batch, name, o
     np.testing.assert_array_equal(subset["x_adv"], whole["x_adv"])
     np.testing.assert_allclose(subset["adv"], whole["adv"], rtol=0, atol=1e-5)
     np.testing.assert_allclose(subset["clean"], whole["clean"], rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("name,options", [("apgd_ce", {"num_steps": 3}),
+                                          ("square", {"num_queries": 6})])
+def test_member_program_skips_clean_logits_and_trace_with_the_same_output(tiny_model, batch,
+                                                                          name, options):
+    """An ensemble member's program (member=True) computes neither the clean logits nor
+    the trace (the ensemble takes the former from its clean pass) and gives the same
+    x_adv and adversarial logits, bit for bit, as the full evaluation."""
+    _, variables, logits_fn = tiny_model
+    x, y = (np.asarray(a) for a in batch)
+    spec = AttackSpec(name=name, eps=8 / 255, options=options)
+    evaluator = AttackEvaluator()
+    key = jax.random.key(5)
+    outputs = []
+    for member in (False, True):
+        fn, _ = evaluator.get(spec, lambda v, k: (logits_fn, logits_fn), "cnn7_tiny", variables,
+                              x, y, key, keep_adversarial=True, member=member)
+        outputs.append({k: np.asarray(v) for k, v in
+                        fn(variables, x, y, key, np.float32(spec.eps)).items()})
+    full, member = outputs
+    assert {"clean", "trace"} <= set(full) and not {"clean", "trace"} & set(member)
+    assert not np.array_equal(full["x_adv"], x)
+    np.testing.assert_array_equal(member["x_adv"], full["x_adv"])
+    np.testing.assert_array_equal(member["adv"], full["adv"])
