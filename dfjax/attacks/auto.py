@@ -8,8 +8,8 @@ Our members use the 2-class logit margin where AutoAttack uses DLR (which needs
 The protocol (`run_ensemble`) is host-level: the points the detector classifies
 correctly start robust, member i runs only on the points still robust after members
 0..i-1 (pooled over the evaluation set, not per batch), and a point counts as broken by
-the first member that flips it. The runner calls it through `dfjax.attacks.evaluate`; it is the only
-implementation of the ensemble.
+the first member that flips it. The runner calls it through `dfjax.attacks.evaluate`; it
+is the only implementation of the ensemble.
 """
 
 from __future__ import annotations
@@ -75,6 +75,8 @@ def run_ensemble(
     the breaking member's output, else the first member's, else the clean image;
     flipped_by {member name: bool [b]}, True where that member broke the point).
     """
+    if not members:
+        raise ValueError("an ensemble needs at least one member for this norm")
     y = np.asarray(y)
     clean = np.asarray(clean)
     b = len(y)
@@ -100,8 +102,6 @@ def run_ensemble(
             out[k][hit] = res[k][flipped]
         flipped_by[member.name][hit] = True
         robust[hit] = False
-    if not members:
-        raise ValueError("an ensemble needs at least one member for this norm")
     return out, flipped_by
 
 

@@ -128,10 +128,16 @@ class AttackEvaluator:
             scored, _ = logits_of(variables, jax.random.fold_in(key, DEFENCE_STREAM))
             return {"clean": scored(x)}
 
+        compiled, seconds = self._compile(clean, variables, x, y, key, split)
+        self._compiled[cache_key] = compiled
+        return compiled, seconds
+
+    def _compile(self, fun, variables, x, y, key, split: bool) -> tuple[object, float]:
+        """(fun (variables, x, y, key, eps) compiled for these shapes, split across
+        `devices` or on one device, seconds it took)."""
         start = time.perf_counter()
         devices = self.devices if split else jax.devices()[:1]
-        compiled = compile_split(clean, variables, x, y, key, jnp.float32(0), devices=devices)
-        self._compiled[cache_key] = compiled
+        compiled = compile_split(fun, variables, x, y, key, jnp.float32(0), devices=devices)
         return compiled, time.perf_counter() - start
 
     def get(self, attack_spec: AttackSpec, logits_of: LogitsOf, detector_kind: Hashable,
@@ -182,10 +188,7 @@ class AttackEvaluator:
                 result["x_adv"] = x_adv
             return result
 
-        start = time.perf_counter()
-        devices = self.devices if split else jax.devices()[:1]
-        compiled = compile_split(evaluate, variables, x, y, key, jnp.float32(0), devices=devices)
-        seconds = time.perf_counter() - start
+        compiled, seconds = self._compile(evaluate, variables, x, y, key, split)
         needed, limit = compiled_memory_bytes(compiled), self.memory_limit()
         if needed is not None and limit is not None and needed > limit:
             error = BatchTooLargeError(
@@ -278,19 +281,24 @@ def _evaluate_batches(
         check_finite_outputs(out, "clean pass" if spec is None else spec.label(), where)
         return out
 
+    def over_batches(spec):
+        """(outputs, real-row mask) of `spec` (None: the clean pass) on each padded batch;
+        batch i with key fold_in(key, i)."""
+        for batch_index, (idx, mask) in enumerate(padded_batches(len(labels), batch_size)):
+            yield run(spec, images[idx], labels[idx], jax.random.fold_in(key, batch_index),
+                      batch_index), mask > 0
+
     if entry.members:
         members = member_specs(attack_spec, entry.resolve_spec(attack_spec), ATTACKS)
+        clean = np.concatenate([res["clean"][keep] for res, keep in over_batches(None)])
         outputs, flipped_by, in_range = _evaluate_ensemble(
-            members, run, images, labels, key, batch_size, devices_for(batch_size),
+            members, clean, run, images, labels, key, batch_size, devices_for(batch_size),
             keep_adversarial=keep_adversarial, shrink_subsets=shrink_subsets)
         return AttackOutputs(outputs, flipped_by, compile_seconds, attack_seconds, in_range,
                              batch_size)
     outputs = {name: [] for name in OUTPUT_NAMES}
     all_in_range = True
-    for batch_index, (idx, mask) in enumerate(padded_batches(len(labels), batch_size)):
-        res = run(attack_spec, images[idx], labels[idx], jax.random.fold_in(key, batch_index),
-                  batch_index)
-        keep = mask > 0
+    for res, keep in over_batches(attack_spec):
         all_in_range &= bool(res["in_range"])
         for name in OUTPUT_NAMES:
             if name in res:
@@ -301,22 +309,17 @@ def _evaluate_batches(
 
 
 def _evaluate_ensemble(
-    members: list[AttackSpec], run: Callable, images: np.ndarray, labels: np.ndarray,
-    key: jax.Array, batch_size: int, devices: int, *, keep_adversarial: bool,
-    shrink_subsets: bool,
+    members: list[AttackSpec], clean: np.ndarray, run: Callable, images: np.ndarray,
+    labels: np.ndarray, key: jax.Array, batch_size: int, devices: int, *,
+    keep_adversarial: bool, shrink_subsets: bool,
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], bool]:
-    """An ensemble over the evaluation set (`dfjax.attacks.auto.run_ensemble`): a clean pass
-    in padded batches (batch i: key fold_in(key, i)), then member j on the points still
-    robust, pooled over the whole set and cut into batches of at most `batch_size` (batch
-    c: key fold_in(fold_in(fold_in(key, MEMBER_STREAM), j), c)), each padded to
-    `subset_size` (shrink_subsets) or to the whole batch.
-    run(spec or None, x, y, key, batch label) -> numpy outputs of one compiled batch.
+    """An ensemble over the evaluation set (`dfjax.attacks.auto.run_ensemble`), given its
+    clean logits [n, k] (the clean pass): member j on the points still robust, pooled over
+    the whole set and cut into batches of at most `batch_size` (batch c: key
+    fold_in(fold_in(fold_in(key, MEMBER_STREAM), j), c)), each padded to `subset_size`
+    (shrink_subsets) or to the whole batch.
+    run(spec, x, y, key, batch label, member=True) -> numpy outputs of one compiled batch.
     Returns (outputs over the set, flipped_by, in_range)."""
-    clean = []
-    for batch_index, (idx, mask) in enumerate(padded_batches(len(labels), batch_size)):
-        res = run(None, images[idx], labels[idx], jax.random.fold_in(key, batch_index),
-                  batch_index)
-        clean.append(res["clean"][mask > 0])
     members_key = jax.random.fold_in(key, MEMBER_STREAM)
 
     def run_member(j, member, robust_idx):
@@ -331,7 +334,7 @@ def _evaluate_ensemble(
                 parts.setdefault(k, []).append(res[k] if k == "in_range" else res[k][:len(part)])
         return {k: (all(v) if k == "in_range" else np.concatenate(v)) for k, v in parts.items()}
 
-    out, flipped_by = run_ensemble(members, np.concatenate(clean), run_member, labels,
+    out, flipped_by = run_ensemble(members, clean, run_member, labels,
                                    images if keep_adversarial else None)
     in_range = bool(out.pop("in_range"))
     return out, flipped_by, in_range
@@ -356,11 +359,11 @@ def _round_up(value: int, multiple: int) -> int:
 
 def check_finite_outputs(outputs: dict, attack_label: str, batch_index: int) -> None:
     """NonFiniteError if one batch's outputs (the compiled evaluation's dict, an ensemble
-    member's without "clean", or a clean pass's {"clean"}) hold NaN or Inf, checked in the order they arise: the clean logits;
-    the true-class probability trace [steps, b] where the attack gives one (its first
-    non-finite row is the attack step where the logits went non-finite; row 0 is the
-    start); the adversarial logits; the perturbation norms (a non-finite x_adv, e.g. from
-    a non-finite gradient)."""
+    member's without "clean", or a clean pass's {"clean"}) hold NaN or Inf, checked in
+    the order they arise: the clean logits; the true-class probability trace [steps, b]
+    where the attack gives one (its first non-finite row is the attack step where the
+    logits went non-finite; row 0 is the start); the adversarial logits; the perturbation
+    norms (a non-finite x_adv, e.g. from a non-finite gradient)."""
     where = f"attack {attack_label}, batch {batch_index}"
     if "clean" in outputs and (bad := nonfinite_rows(outputs["clean"])):
         raise NonFiniteError(f"{where}: the detector's clean logits are NaN/Inf on {bad} of "
