@@ -5,6 +5,7 @@ import pytest
 
 from dfjax.config import ModelSpec
 from dfjax.models import MODELS, build_model
+from dfjax.training.loop import create_variables
 
 TINY = [n for n in MODELS.names() if n.endswith("_tiny")]
 
@@ -27,7 +28,7 @@ def test_logit_does_not_depend_on_rest_of_batch(name):
     model = build_model(ModelSpec(name=name))
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.random((4, 32, 32, 3), dtype=np.float32))
-    v = jax.jit(lambda key: model.init(key, x, train=False))(jax.random.key(0))
+    v = create_variables(model, x.shape[1:], jax.random.key(0))
     apply = jax.jit(lambda v, x: model.apply(v, x, train=False))
     full, alone = apply(v, x), apply(v, x[:1])
     np.testing.assert_allclose(full[:1], alone, rtol=1e-5, atol=1e-5)

@@ -9,6 +9,7 @@ import pytest
 
 from dfjax.config import ModelSpec, TrainSpec
 from dfjax.models import MODELS, build_model
+from dfjax.training.loop import create_variables
 from dfjax.training.recipes import build_recipe
 
 TINY = [n for n in MODELS.names() if n.endswith("_tiny")]
@@ -46,7 +47,7 @@ def test_tiny_models_run_at_64(name):
 def _resnet18_tiny_and_batch():
     model = build_model(ModelSpec(name="resnet18_tiny"))
     x = jnp.asarray(np.random.default_rng(0).random((4, 32, 32, 3), dtype=np.float32))
-    return model, jax.jit(lambda key: model.init(key, x, train=False))(jax.random.key(0)), x
+    return model, create_variables(model, x.shape[1:], jax.random.key(0)), x
 
 
 def test_batchnorm_models_update_batch_stats_in_train_mode():
@@ -81,7 +82,7 @@ def test_tiny_model_few_steps_lower_loss(name):
     y = jnp.asarray(np.arange(16) % 2, jnp.int32)
     x = jnp.asarray(np.clip(rng.random((16, 32, 32, 3)) * 0.6 + 0.4 * y[:, None, None, None],
                             0, 1).astype(np.float32))
-    variables = dict(jax.jit(lambda key: model.init(key, x, train=False))(jax.random.key(0)))
+    variables = create_variables(model, x.shape[1:], jax.random.key(0))
     loss_fn = build_recipe(model, TrainSpec()).loss
     opt = optax.adam(3e-3)
     opt_state = opt.init(variables["params"])
